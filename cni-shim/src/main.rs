@@ -1,0 +1,2 @@
+//! vswitch-cni (being written)
+fn main() {}

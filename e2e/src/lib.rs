@@ -1,0 +1,1 @@
+//! Test harness for namespaces, daemons and CNI calls (being written).

@@ -1,0 +1,2 @@
+//! The operator CLI.
+fn main() {}
