@@ -1,0 +1,341 @@
+//! The switch: the forwarding decision for one frame, as a state machine without I/O.
+//!
+//! [`Switch::decide`] takes a frame received on a port, the time, and a buffer for a
+//! reply, and says what to do: send to one location, flood, send the reply back, or drop.
+//! The caller (the daemon's workers, the tests, the benches) does the sending. Steps, in
+//! order; the first that ends the decision wins:
+//!
+//! 1. Unknown ingress port: drop ([`DropReason::UnknownPort`], counted switch-wide).
+//!    Otherwise count the frame in the port's `rx_*`.
+//! 2. [`classify`] fails: drop, [`DropReason::Malformed`].
+//! 3. Source MAC is a group address or zero: drop, [`DropReason::InvalidSource`].
+//! 4. Port security (see [`PortConfig`]): drop, [`DropReason::PortSecurity`].
+//! 5. Learn the source MAC at the ingress location. If the MAC is pinned to another port
+//!    (a port-security pod's own MAC), drop, [`DropReason::MacConflict`].
+//! 6. An untagged ARP request for an address set with [`Switch::set_address`] is answered
+//!    ([`Verdict::Reply`]), except when the requester asks for itself (gratuitous ARP,
+//!    RFC 5227 probe: target IP = sender IP, or the owner MAC is the requester's) or when
+//!    the owner lives behind the ingress location itself; those go on to step 7.
+//! 7. Group destination, or unicast destination not in the MAC table (or aged): flood
+//!    ([`Verdict::Flood`]), or drop ([`DropReason::NoPeers`]) when the switch has no
+//!    other port.
+//! 8. Destination behind the ingress location (or, for a frame from the overlay, behind
+//!    any VTEP: split horizon): drop, [`DropReason::Hairpin`]. Otherwise
+//!    [`Verdict::Unicast`].
+//!
+//! Invariants: `decide` never panics, never allocates once the MAC table has warmed up,
+//! and counts every frame it sees as `rx` and every drop it decides, on the ingress port.
+//! The `tx_*` counters are the caller's.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::mac::MacAddr;
+use crate::wire::{classify, ArpInfo, FrameInfo, L3Info, ARP_OP_REQUEST};
+
+use super::arp::write_arp_reply;
+use super::mac_table::{Learned, Location, MacTable};
+use super::port::{Port, PortConfig, PortId};
+use super::stats::{DropReason, PortStats};
+
+/// How the switch is sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwitchConfig {
+    /// The most MAC table entries; beyond, the least recently seen is evicted.
+    pub mac_capacity: usize,
+    /// How long a learned MAC lives without traffic.
+    pub aging: Duration,
+}
+
+impl SwitchConfig {
+    /// Default [`SwitchConfig::mac_capacity`].
+    pub const DEFAULT_MAC_CAPACITY: usize = 8192;
+    /// Default [`SwitchConfig::aging`]: 300 s, as IEEE 802.1D recommends.
+    pub const DEFAULT_AGING: Duration = Duration::from_secs(300);
+}
+
+impl Default for SwitchConfig {
+    fn default() -> Self {
+        SwitchConfig {
+            mac_capacity: Self::DEFAULT_MAC_CAPACITY,
+            aging: Self::DEFAULT_AGING,
+        }
+    }
+}
+
+/// What to do with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it to that one port or VTEP.
+    Unicast(Location),
+    /// Send it out of every port but the ingress one ([`Switch::flood_ports`]); a frame
+    /// from the overlay is not flooded back to the overlay, since the overlay port is its
+    /// ingress. Flooding to the overlay port means "to every remote VTEP".
+    Flood,
+    /// The switch wrote a reply of `len` bytes at the front of the `reply` buffer: send it
+    /// out of the ingress port (to the ingress VTEP for a frame from the overlay).
+    Reply {
+        /// Length of the reply frame.
+        len: usize,
+    },
+    /// Drop it. Already counted on the ingress port's stats.
+    Drop(DropReason),
+}
+
+/// The sans-IO switch: ports, the MAC table and the addresses the cluster knows.
+#[derive(Debug)]
+pub struct Switch {
+    config: SwitchConfig,
+    ports: BTreeMap<PortId, Port>,
+    macs: MacTable,
+    addresses: HashMap<Ipv4Addr, MacAddr>,
+    unknown_port_drops: u64,
+}
+
+impl Switch {
+    /// A switch without ports.
+    pub fn new(config: SwitchConfig) -> Switch {
+        Switch {
+            config,
+            ports: BTreeMap::new(),
+            macs: MacTable::new(config.mac_capacity, config.aging),
+            addresses: HashMap::new(),
+            unknown_port_drops: 0,
+        }
+    }
+
+    /// The configuration the switch was made with.
+    pub fn config(&self) -> SwitchConfig {
+        self.config
+    }
+
+    /// Attaches port `id`, counting into `stats`. Replacing an existing port forgets what
+    /// was learned on it. A Pod port with port security has its own MAC pinned to it: the
+    /// entry never ages, and frames from that MAC on any other port are dropped.
+    pub fn add_port(&mut self, id: PortId, config: PortConfig, stats: Arc<PortStats>) {
+        if self.ports.insert(id, Port { config, stats }).is_some() {
+            self.macs.remove_port(id);
+        }
+        if config.enforces_security() && config.mac.is_unicast() {
+            // A table full of pinned entries cannot take this one; the port still works,
+            // it just is not protected from MAC theft.
+            let _pinned = self.macs.pin(config.mac, Location::Port(id));
+        }
+    }
+
+    /// Detaches port `id` and forgets every MAC learned (or pinned) on it.
+    pub fn remove_port(&mut self, id: PortId) {
+        if self.ports.remove(&id).is_some() {
+            self.macs.remove_port(id);
+        }
+    }
+
+    /// The attached ports, in increasing order.
+    pub fn port_ids(&self) -> impl Iterator<Item = PortId> + '_ {
+        self.ports.keys().copied()
+    }
+
+    /// The configuration of port `id`.
+    pub fn port_config(&self, id: PortId) -> Option<&PortConfig> {
+        self.ports.get(&id).map(|port| &port.config)
+    }
+
+    /// The ports a frame from `ingress` floods to: all but `ingress`, in increasing order.
+    pub fn flood_ports(&self, ingress: PortId) -> impl Iterator<Item = PortId> + '_ {
+        self.ports.keys().copied().filter(move |&id| id != ingress)
+    }
+
+    /// The counters of port `id`.
+    pub fn stats(&self, id: PortId) -> Option<&Arc<PortStats>> {
+        self.ports.get(&id).map(|port| &port.stats)
+    }
+
+    /// Records that `mac` holds `ip` (a pod or a gateway anywhere in the cluster): ARP
+    /// requests for `ip` are answered by the switch, never flooded.
+    pub fn set_address(&mut self, ip: Ipv4Addr, mac: MacAddr) {
+        self.addresses.insert(ip, mac);
+    }
+
+    /// Forgets the owner of `ip`.
+    pub fn remove_address(&mut self, ip: Ipv4Addr) {
+        self.addresses.remove(&ip);
+    }
+
+    /// The MAC recorded for `ip` by [`Switch::set_address`].
+    pub fn address(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.addresses.get(&ip).copied()
+    }
+
+    /// Decides one frame (Ethernet bytes, no virtio-net header) received on local port
+    /// `ingress` at `now`; see the module docs for the steps. `reply` receives an ARP
+    /// reply when the verdict is [`Verdict::Reply`]; size it at least 64 bytes (a shorter
+    /// one makes the switch flood requests it would have answered).
+    pub fn decide(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frame: &[u8],
+        reply: &mut [u8],
+    ) -> Verdict {
+        self.decide_at(now, ingress, Location::Port(ingress), frame, reply)
+    }
+
+    /// Decides one frame arriving from the overlay port `overlay`, sent by the remote
+    /// VTEP `vtep`. The source MAC is learned as [`Location::Vtep`]; a destination behind
+    /// any VTEP is dropped as [`DropReason::Hairpin`] (VTEPs form a full mesh, so the
+    /// sender reaches it directly), and a flood goes to local ports only.
+    pub fn decide_from_vtep(
+        &mut self,
+        now: Instant,
+        overlay: PortId,
+        vtep: Ipv4Addr,
+        frame: &[u8],
+        reply: &mut [u8],
+    ) -> Verdict {
+        self.decide_at(now, overlay, Location::Vtep(vtep), frame, reply)
+    }
+
+    /// Forgets every MAC learned behind remote VTEP `vtep` (a node left); returns how many.
+    pub fn forget_vtep(&mut self, vtep: Ipv4Addr) -> usize {
+        self.macs.remove_location(Location::Vtep(vtep))
+    }
+
+    /// Removes MAC entries idle for longer than `aging`; returns how many went.
+    pub fn age(&mut self, now: Instant) -> usize {
+        self.macs.age(now)
+    }
+
+    /// The live MAC table for `vswitchctl fdb`, sorted by MAC: (mac, location, idle time).
+    /// Aged entries not yet removed are left out; a pinned entry whose port has not sent
+    /// anything yet shows an idle time of zero.
+    pub fn fdb(&self, now: Instant) -> Vec<(MacAddr, Location, Duration)> {
+        let mut rows: Vec<_> = self
+            .macs
+            .entries()
+            .filter(|entry| entry.pinned || self.macs.lookup(entry.mac, now).is_some())
+            .map(|entry| {
+                let idle = entry
+                    .last_seen
+                    .map_or(Duration::ZERO, |seen| now.saturating_duration_since(seen));
+                (entry.mac, entry.location, idle)
+            })
+            .collect();
+        rows.sort_unstable_by_key(|&(mac, _, _)| mac);
+        rows
+    }
+
+    /// The MAC table, for its size and eviction counter.
+    pub fn mac_table(&self) -> &MacTable {
+        &self.macs
+    }
+
+    /// Frames dropped because their ingress port was not attached.
+    pub fn unknown_port_drops(&self) -> u64 {
+        self.unknown_port_drops
+    }
+
+    fn decide_at(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        from: Location,
+        frame: &[u8],
+        reply: &mut [u8],
+    ) -> Verdict {
+        let Some(port) = self.ports.get(&ingress) else {
+            self.unknown_port_drops = self.unknown_port_drops.saturating_add(1);
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        port.stats
+            .record_rx(u64::try_from(frame.len()).unwrap_or(u64::MAX));
+        let config = port.config;
+        let verdict = self.forward(now, ingress, from, &config, frame, reply);
+        if let Some(port) = self.ports.get(&ingress) {
+            match verdict {
+                Verdict::Drop(reason) => port.stats.record_drop(reason),
+                Verdict::Reply { .. } => port.stats.record_arp_reply(),
+                Verdict::Unicast(_) | Verdict::Flood => {}
+            }
+        }
+        verdict
+    }
+
+    fn forward(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        from: Location,
+        config: &PortConfig,
+        frame: &[u8],
+        reply: &mut [u8],
+    ) -> Verdict {
+        let Ok(info) = classify(frame) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        if !info.src.is_unicast() {
+            return Verdict::Drop(DropReason::InvalidSource);
+        }
+        if !config.admits(&info) {
+            return Verdict::Drop(DropReason::PortSecurity);
+        }
+        if let Learned::Conflict { .. } = self.macs.learn(info.src, from, now) {
+            return Verdict::Drop(DropReason::MacConflict);
+        }
+        if let L3Info::Arp(arp) = info.l3 {
+            if let Some(len) = self.answer_arp(now, ingress, from, &info, &arp, reply) {
+                return Verdict::Reply { len };
+            }
+        }
+        if info.dst.is_multicast() {
+            return self.flood();
+        }
+        match self.macs.lookup(info.dst, now) {
+            Some(to) if is_hairpin(to, ingress, from) => Verdict::Drop(DropReason::Hairpin),
+            Some(to) => Verdict::Unicast(to),
+            None => self.flood(),
+        }
+    }
+
+    fn flood(&self) -> Verdict {
+        if self.ports.len() > 1 {
+            Verdict::Flood
+        } else {
+            Verdict::Drop(DropReason::NoPeers)
+        }
+    }
+
+    /// Writes the answer to an ARP request when the switch should give it (step 6 of the
+    /// module docs); returns its length.
+    fn answer_arp(
+        &self,
+        now: Instant,
+        ingress: PortId,
+        from: Location,
+        info: &FrameInfo,
+        arp: &ArpInfo,
+        reply: &mut [u8],
+    ) -> Option<usize> {
+        if arp.op != ARP_OP_REQUEST || info.vlan.is_some() || arp.target_ip == arp.sender_ip {
+            return None;
+        }
+        let owner = *self.addresses.get(&arp.target_ip)?;
+        if owner == arp.sender_mac || owner == info.src {
+            return None;
+        }
+        let owner_at = self.macs.lookup(owner, now);
+        if owner_at.is_some_and(|at| at == from || at == Location::Port(ingress)) {
+            return None;
+        }
+        write_arp_reply(arp, owner, reply).ok()
+    }
+}
+
+/// True when sending to `to` would return a frame to where it came from.
+fn is_hairpin(to: Location, ingress: PortId, from: Location) -> bool {
+    to == from
+        || to == Location::Port(ingress)
+        || matches!((from, to), (Location::Vtep(_), Location::Vtep(_)))
+}

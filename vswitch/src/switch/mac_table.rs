@@ -1,0 +1,572 @@
+//! The MAC table: where each station lives, learned from source addresses.
+//!
+//! A [`MacTable`] maps a MAC to a [`Location`] (a local port or a remote VTEP) and the
+//! last time a frame from it was seen. It is a hash map from MAC to a slot in a slab;
+//! the learned slots are threaded on a doubly linked list in the order they were last
+//! seen, least recent first. That list makes every per-packet operation O(1): a refresh
+//! moves the slot to the tail, a new MAC in a full table evicts the head, and [`age`]
+//! pops expired slots off the head until it meets a live one.
+//!
+//! Invariants:
+//! - At most `capacity` entries. Learning a new MAC into a full table evicts the least
+//!   recently seen learned entry and counts it in [`MacTable::evictions`].
+//! - Pinned entries (a port-security pod's own MAC) never age, never move, and are never
+//!   evicted; only [`MacTable::remove_location`] / [`MacTable::remove`] take them out.
+//! - A learned entry idle for longer than `aging` is a miss for [`MacTable::lookup`], even
+//!   before [`age`] removes it.
+//! - Refreshing or moving an existing entry does not allocate. The slab and the map are
+//!   sized for `capacity` up front (up to [`PREALLOCATED_ENTRIES`]), so learning new MACs
+//!   does not allocate either until the table has been that large.
+//! - The list order is the order of `learn` calls. With one caller whose `now` never goes
+//!   back (one worker) it is also the order of `last_seen`, which [`age`] relies on to stop
+//!   early; out-of-order instants only delay removal (lookups still miss on time).
+//!
+//! [`age`]: MacTable::age
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use crate::mac::MacAddr;
+
+use super::port::PortId;
+
+/// The most entries whose storage is allocated when the table is made.
+pub const PREALLOCATED_ENTRIES: usize = 1 << 16;
+
+/// The end of a list; `slots.get(NIL)` is always `None`.
+const NIL: usize = usize::MAX;
+
+/// Where a MAC lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Location {
+    /// Behind a local port.
+    Port(PortId),
+    /// Behind the overlay, at the VTEP with this underlay address.
+    Vtep(Ipv4Addr),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Port(id) => write!(f, "port {id}"),
+            Location::Vtep(ip) => write!(f, "vtep {ip}"),
+        }
+    }
+}
+
+/// What [`MacTable::learn`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// A new entry.
+    New,
+    /// The entry existed at this location; its time was refreshed.
+    Refreshed,
+    /// The entry existed elsewhere and now points here (a station move).
+    Moved {
+        /// Where it was.
+        from: Location,
+    },
+    /// The MAC is pinned to another location; nothing changed.
+    Conflict {
+        /// Where it is pinned.
+        pinned: Location,
+    },
+    /// The table is full of pinned entries; nothing was learned.
+    Full,
+}
+
+/// One entry, as [`MacTable::entries`] shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacEntry {
+    /// The station's MAC.
+    pub mac: MacAddr,
+    /// Where it lives.
+    pub location: Location,
+    /// When a frame from it was last seen; `None` for a pinned entry not yet heard from.
+    pub last_seen: Option<Instant>,
+    /// True for a pinned (static) entry.
+    pub pinned: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    mac: MacAddr,
+    location: Location,
+    /// Always `Some` for learned entries.
+    last_seen: Option<Instant>,
+    pinned: bool,
+    /// Previous slot on the LRU list (learned slots only).
+    prev: usize,
+    /// Next slot on the LRU list, or on the free list for a free slot.
+    next: usize,
+}
+
+/// A bounded MAC-learning table with least-recently-seen eviction. See the module docs.
+#[derive(Debug, Clone)]
+pub struct MacTable {
+    capacity: usize,
+    aging: Duration,
+    index: HashMap<MacAddr, usize>,
+    slots: Vec<Slot>,
+    /// Least recently seen learned slot.
+    head: usize,
+    /// Most recently seen learned slot.
+    tail: usize,
+    /// First free slot, chained through `next`.
+    free: usize,
+    evictions: u64,
+}
+
+impl MacTable {
+    /// An empty table holding at most `capacity` entries whose learned entries expire
+    /// after `aging` without traffic.
+    pub fn new(capacity: usize, aging: Duration) -> MacTable {
+        let prealloc = capacity.min(PREALLOCATED_ENTRIES);
+        MacTable {
+            capacity,
+            aging,
+            index: HashMap::with_capacity(prealloc),
+            slots: Vec::with_capacity(prealloc),
+            head: NIL,
+            tail: NIL,
+            free: NIL,
+            evictions: 0,
+        }
+    }
+
+    /// The most entries the table holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How long a learned entry lives without traffic.
+    pub fn aging(&self) -> Duration {
+        self.aging
+    }
+
+    /// The number of entries, expired ones not yet aged out included.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when the table has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// How many entries were evicted to make room for new ones since the table was made.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Records that `mac` was seen at `location` at `now`: refreshes, moves or adds its
+    /// entry, evicting the least recently seen one when the table is full.
+    pub fn learn(&mut self, mac: MacAddr, location: Location, now: Instant) -> Learned {
+        if let Some(&i) = self.index.get(&mac) {
+            let Some(slot) = self.slots.get_mut(i) else {
+                // Unreachable while the invariants hold; heal by forgetting the entry.
+                self.index.remove(&mac);
+                return self.learn(mac, location, now);
+            };
+            if slot.pinned {
+                if slot.location != location {
+                    return Learned::Conflict {
+                        pinned: slot.location,
+                    };
+                }
+                slot.last_seen = Some(now);
+                return Learned::Refreshed;
+            }
+            let previous = slot.location;
+            slot.location = location;
+            slot.last_seen = Some(now);
+            if self.tail != i {
+                self.unlink(i);
+                self.push_tail(i);
+            }
+            return if previous == location {
+                Learned::Refreshed
+            } else {
+                Learned::Moved { from: previous }
+            };
+        }
+        if self.index.len() >= self.capacity && !self.evict_lru() {
+            return Learned::Full;
+        }
+        let i = self.alloc(mac, location, Some(now), false);
+        self.index.insert(mac, i);
+        self.push_tail(i);
+        Learned::New
+    }
+
+    /// Installs a static entry: `mac` lives at `location` for good (until removed). An
+    /// existing entry for `mac` becomes that static entry, keeping its last-seen time.
+    /// Returns false when the table is full of pinned entries and `mac` had none.
+    pub fn pin(&mut self, mac: MacAddr, location: Location) -> bool {
+        if let Some(&i) = self.index.get(&mac) {
+            let linked = self.slots.get(i).is_some_and(|slot| !slot.pinned);
+            if linked {
+                self.unlink(i);
+            }
+            if let Some(slot) = self.slots.get_mut(i) {
+                slot.pinned = true;
+                slot.location = location;
+                return true;
+            }
+            self.index.remove(&mac);
+        }
+        if self.index.len() >= self.capacity && !self.evict_lru() {
+            return false;
+        }
+        let i = self.alloc(mac, location, None, true);
+        self.index.insert(mac, i);
+        true
+    }
+
+    /// Where `mac` lives, unless it is unknown or its learned entry has been idle for
+    /// longer than `aging` at `now`.
+    pub fn lookup(&self, mac: MacAddr, now: Instant) -> Option<Location> {
+        let slot = self.index.get(&mac).and_then(|&i| self.slots.get(i))?;
+        if slot.pinned || self.is_live(slot.last_seen, now) {
+            Some(slot.location)
+        } else {
+            None
+        }
+    }
+
+    /// Removes the learned entries idle for longer than `aging` at `now`; returns how many.
+    pub fn age(&mut self, now: Instant) -> usize {
+        let mut removed = 0;
+        while let Some(slot) = self.slots.get(self.head) {
+            if self.is_live(slot.last_seen, now) {
+                break;
+            }
+            let (mac, head) = (slot.mac, self.head);
+            self.remove_slot(head, mac);
+            removed += 1;
+        }
+        removed
+    }
+
+    /// Forgets `mac`, pinned or not; returns whether it was there.
+    pub fn remove(&mut self, mac: MacAddr) -> bool {
+        match self.index.get(&mac) {
+            Some(&i) => {
+                self.remove_slot(i, mac);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets every entry (pinned ones included) at `location`; returns how many.
+    pub fn remove_location(&mut self, location: Location) -> usize {
+        let doomed: Vec<(usize, MacAddr)> = self
+            .index
+            .iter()
+            .filter(|&(_, &i)| self.slots.get(i).is_some_and(|s| s.location == location))
+            .map(|(&mac, &i)| (i, mac))
+            .collect();
+        for &(i, mac) in &doomed {
+            self.remove_slot(i, mac);
+        }
+        doomed.len()
+    }
+
+    /// Forgets every entry behind local port `port`; returns how many.
+    pub fn remove_port(&mut self, port: PortId) -> usize {
+        self.remove_location(Location::Port(port))
+    }
+
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = MacEntry> + '_ {
+        self.index.values().filter_map(|&i| {
+            self.slots.get(i).map(|slot| MacEntry {
+                mac: slot.mac,
+                location: slot.location,
+                last_seen: slot.last_seen,
+                pinned: slot.pinned,
+            })
+        })
+    }
+
+    /// True when a learned entry last seen at `last_seen` is still valid at `now`.
+    fn is_live(&self, last_seen: Option<Instant>, now: Instant) -> bool {
+        last_seen.is_some_and(|seen| now.saturating_duration_since(seen) <= self.aging)
+    }
+
+    /// Evicts the least recently seen learned entry; false when there is none.
+    fn evict_lru(&mut self) -> bool {
+        let Some(mac) = self.slots.get(self.head).map(|slot| slot.mac) else {
+            return false;
+        };
+        self.remove_slot(self.head, mac);
+        self.evictions = self.evictions.saturating_add(1);
+        true
+    }
+
+    /// Takes a slot off the free list, or grows the slab.
+    fn alloc(
+        &mut self,
+        mac: MacAddr,
+        location: Location,
+        last_seen: Option<Instant>,
+        pinned: bool,
+    ) -> usize {
+        let fresh = Slot {
+            mac,
+            location,
+            last_seen,
+            pinned,
+            prev: NIL,
+            next: NIL,
+        };
+        let i = self.free;
+        if let Some(slot) = self.slots.get_mut(i) {
+            self.free = slot.next;
+            *slot = fresh;
+            i
+        } else {
+            self.slots.push(fresh);
+            self.slots.len() - 1
+        }
+    }
+
+    /// Removes slot `i`, which holds `mac`, from the map and the LRU list, and frees it.
+    fn remove_slot(&mut self, i: usize, mac: MacAddr) {
+        self.index.remove(&mac);
+        if self.slots.get(i).is_some_and(|slot| !slot.pinned) {
+            self.unlink(i);
+        }
+        let free = self.free;
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.pinned = false;
+            slot.prev = NIL;
+            slot.next = free;
+            self.free = i;
+        }
+    }
+
+    /// Takes learned slot `i` off the LRU list.
+    fn unlink(&mut self, i: usize) {
+        let Some(&Slot { prev, next, .. }) = self.slots.get(i) else {
+            return;
+        };
+        match self.slots.get_mut(prev) {
+            Some(before) => before.next = next,
+            None => self.head = next,
+        }
+        match self.slots.get_mut(next) {
+            Some(after) => after.prev = prev,
+            None => self.tail = prev,
+        }
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.prev = NIL;
+            slot.next = NIL;
+        }
+    }
+
+    /// Puts slot `i` at the most-recent end of the LRU list.
+    fn push_tail(&mut self, i: usize) {
+        let old_tail = self.tail;
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        slot.prev = old_tail;
+        slot.next = NIL;
+        match self.slots.get_mut(old_tail) {
+            Some(last) => last.next = i,
+            None => self.head = i,
+        }
+        self.tail = i;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGING: Duration = Duration::from_secs(300);
+
+    fn mac(n: u16) -> MacAddr {
+        let [hi, lo] = n.to_be_bytes();
+        MacAddr([0x0a, 0x58, 0x0a, 0xf4, hi, lo])
+    }
+
+    fn secs(base: Instant, s: u64) -> Instant {
+        base + Duration::from_secs(s)
+    }
+
+    /// Walks the LRU list both ways and checks it against the map.
+    fn check_list(table: &MacTable) {
+        let mut forward = Vec::new();
+        let mut i = table.head;
+        let mut prev = NIL;
+        while let Some(slot) = table.slots.get(i) {
+            assert_eq!(slot.prev, prev);
+            assert!(!slot.pinned);
+            assert_eq!(table.index.get(&slot.mac), Some(&i));
+            forward.push(i);
+            prev = i;
+            i = slot.next;
+        }
+        assert_eq!(table.tail, prev);
+        let learned = table.entries().filter(|e| !e.pinned).count();
+        assert_eq!(forward.len(), learned);
+    }
+
+    #[test]
+    fn learns_and_looks_up() {
+        let t0 = Instant::now();
+        let mut table = MacTable::new(16, AGING);
+        assert!(table.is_empty());
+        assert_eq!(table.learn(mac(1), Location::Port(1), t0), Learned::New);
+        assert_eq!(
+            table.learn(mac(1), Location::Port(1), t0),
+            Learned::Refreshed
+        );
+        let vtep = Location::Vtep(Ipv4Addr::new(192, 168, 0, 2));
+        assert_eq!(table.learn(mac(2), vtep, t0), Learned::New);
+        assert_eq!(table.lookup(mac(1), t0), Some(Location::Port(1)));
+        assert_eq!(table.lookup(mac(2), t0), Some(vtep));
+        assert_eq!(table.lookup(mac(3), t0), None);
+        assert_eq!(table.len(), 2);
+        check_list(&table);
+    }
+
+    #[test]
+    fn station_move_updates_the_entry() {
+        let t0 = Instant::now();
+        let mut table = MacTable::new(16, AGING);
+        table.learn(mac(1), Location::Port(1), t0);
+        assert_eq!(
+            table.learn(mac(1), Location::Port(2), secs(t0, 1)),
+            Learned::Moved {
+                from: Location::Port(1)
+            }
+        );
+        assert_eq!(table.lookup(mac(1), secs(t0, 1)), Some(Location::Port(2)));
+        assert_eq!(table.len(), 1);
+        check_list(&table);
+    }
+
+    #[test]
+    fn ages_out_idle_entries() {
+        let t0 = Instant::now();
+        let mut table = MacTable::new(16, AGING);
+        table.learn(mac(1), Location::Port(1), t0);
+        table.learn(mac(2), Location::Port(2), secs(t0, 100));
+        table.learn(mac(3), Location::Port(3), secs(t0, 200));
+        // mac(1) is refreshed late, so it outlives mac(2).
+        table.learn(mac(1), Location::Port(1), secs(t0, 250));
+        check_list(&table);
+
+        // Exactly `aging` idle is still a hit; one second more is a miss.
+        assert_eq!(table.lookup(mac(2), secs(t0, 400)), Some(Location::Port(2)));
+        assert_eq!(table.lookup(mac(2), secs(t0, 401)), None);
+        assert_eq!(table.age(secs(t0, 400)), 0);
+        assert_eq!(table.age(secs(t0, 401)), 1);
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.age(secs(t0, 600)), 2);
+        assert!(table.is_empty());
+        check_list(&table);
+        // Freed slots are reused.
+        table.learn(mac(9), Location::Port(1), secs(t0, 600));
+        assert_eq!(table.slots.len(), 3);
+        check_list(&table);
+    }
+
+    #[test]
+    fn full_table_evicts_least_recently_seen() {
+        let t0 = Instant::now();
+        let mut table = MacTable::new(3, AGING);
+        for n in 1..=3 {
+            table.learn(mac(n), Location::Port(n), secs(t0, u64::from(n)));
+        }
+        // Touch mac(1): mac(2) becomes the least recently seen.
+        table.learn(mac(1), Location::Port(1), secs(t0, 10));
+        assert_eq!(
+            table.learn(mac(4), Location::Port(4), secs(t0, 11)),
+            Learned::New
+        );
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.evictions(), 1);
+        assert_eq!(table.lookup(mac(2), secs(t0, 11)), None);
+        for n in [1, 3, 4] {
+            assert!(table.lookup(mac(n), secs(t0, 11)).is_some(), "{n}");
+        }
+        for n in 5..=20 {
+            table.learn(mac(n), Location::Port(n), secs(t0, 20));
+        }
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.evictions(), 17);
+        assert_eq!(table.slots.len(), 3);
+        check_list(&table);
+    }
+
+    #[test]
+    fn pinned_entries_stay_put() {
+        let t0 = Instant::now();
+        let mut table = MacTable::new(2, AGING);
+        table.learn(mac(1), Location::Port(9), t0);
+        assert!(table.pin(mac(1), Location::Port(1)));
+        check_list(&table);
+        assert_eq!(
+            table.learn(mac(1), Location::Port(2), t0),
+            Learned::Conflict {
+                pinned: Location::Port(1)
+            }
+        );
+        assert_eq!(
+            table.learn(mac(1), Location::Port(1), t0),
+            Learned::Refreshed
+        );
+        // Never ages.
+        assert_eq!(table.age(secs(t0, 10_000)), 0);
+        assert_eq!(
+            table.lookup(mac(1), secs(t0, 10_000)),
+            Some(Location::Port(1))
+        );
+        // Never evicted: learned entries make room instead.
+        table.learn(mac(2), Location::Port(2), t0);
+        table.learn(mac(3), Location::Port(3), t0);
+        assert_eq!(table.lookup(mac(1), t0), Some(Location::Port(1)));
+        assert_eq!(table.lookup(mac(3), t0), Some(Location::Port(3)));
+        assert!(table.pin(mac(4), Location::Port(4)));
+        assert_eq!(table.learn(mac(5), Location::Port(5), t0), Learned::Full);
+        assert!(!table.pin(mac(6), Location::Port(6)));
+        check_list(&table);
+        assert!(table.remove(mac(4)));
+        assert_eq!(table.learn(mac(5), Location::Port(5), t0), Learned::New);
+        check_list(&table);
+    }
+
+    #[test]
+    fn remove_port_flushes_its_entries() {
+        let t0 = Instant::now();
+        let mut table = MacTable::new(16, AGING);
+        for n in 1..=6 {
+            table.learn(mac(n), Location::Port(n % 2), t0);
+        }
+        table.pin(mac(7), Location::Port(1));
+        assert_eq!(table.remove_port(1), 4);
+        assert_eq!(table.len(), 3);
+        assert!(table.entries().all(|e| e.location == Location::Port(0)));
+        check_list(&table);
+        assert_eq!(table.remove_port(1), 0);
+    }
+
+    #[test]
+    fn zero_capacity_learns_nothing() {
+        let mut table = MacTable::new(0, AGING);
+        assert_eq!(
+            table.learn(mac(1), Location::Port(1), Instant::now()),
+            Learned::Full
+        );
+        assert!(table.is_empty());
+    }
+}
