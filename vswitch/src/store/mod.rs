@@ -1,1 +1,319 @@
-//! (being written)
+//! The cluster store: what every node of the cluster shares.
+//!
+//! It holds the cluster CIDR and node subnet length the cluster was set up with, one
+//! [`NodeRecord`] per node (its VTEP and pod subnet, leased by its daemon or added by an
+//! operator as a static node), and one [`PodRecord`] per attached pod. Daemons read it to
+//! learn their peers and the pods behind them; each writes its own node and pods.
+//!
+//! [`ClusterStore`] is the interface; [`open`] picks a backend from the `--store` URL.
+//! The embedded backend is [`file::FileStore`], one JSON file that several daemons on one
+//! machine may share. An etcd backend is meant to come later behind the same trait.
+//!
+//! Invariants every backend keeps:
+//! - No two nodes' subnets overlap, and once the cluster CIDR is recorded every node's
+//!   subnet lies inside it.
+//! - The cluster CIDR and node subnet length, once recorded, never change: a daemon that
+//!   asks for others gets [`StoreError::Conflict`].
+//! - A node name belongs either to a daemon-leased node or to a static node, never both.
+//! - Pods are keyed by (node, container id, interface name); a pod's address lies in its
+//!   node's subnet, and no two pods of one node share an address.
+//! - [`ClusterStore::generation`] changes whenever the contents change, and only then.
+#![forbid(unsafe_code)]
+
+pub mod file;
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ipnet::Ipv4Net;
+use crate::mac::MacAddr;
+
+/// The longest node subnet prefix the store hands out: a /30 still leaves one pod address
+/// beside the network, gateway and broadcast addresses.
+pub const MAX_NODE_SUBNET_LEN: u8 = 30;
+
+/// One node of the cluster, as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// The node's name (`--node`, or the name given to `vswitchctl node add`).
+    pub name: String,
+    /// The node's VTEP (underlay) address.
+    pub vtep: Ipv4Addr,
+    /// The node's pod subnet (network address, no host bits).
+    pub subnet: Ipv4Net,
+    /// True for a node with no daemon of ours (a kernel or hardware VTEP), added by an
+    /// operator.
+    #[serde(rename = "static")]
+    pub is_static: bool,
+}
+
+/// One attached pod interface, as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRecord {
+    /// Kubernetes namespace of the pod.
+    pub namespace: String,
+    /// Kubernetes name of the pod.
+    pub name: String,
+    /// The node the pod runs on.
+    pub node: String,
+    /// The pod interface's address.
+    pub ip: Ipv4Addr,
+    /// The pod interface's MAC (derived from `ip`, see [`MacAddr::from_ipv4`]).
+    pub mac: MacAddr,
+    /// `CNI_CONTAINERID`.
+    pub container_id: String,
+    /// `CNI_IFNAME`.
+    pub ifname: String,
+}
+
+/// Why a cluster store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Reading or writing a file of the store failed (missing permission, disk full,
+    /// read-only file system...). A failed write leaves the store as it was.
+    #[error("cluster store file {}: {source}", path.display())]
+    Io {
+        /// The file or directory the operation was on.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The store file exists but does not hold a vswitch store. vswitch never overwrites
+    /// such a file.
+    #[error(
+        "{} is not a vswitch store: {detail}; repair it, or move it aside to start an empty store",
+        path.display()
+    )]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The store file was written by a vswitch with another format version.
+    #[error(
+        "{} is a vswitch store of format version {found}, but this vswitch reads only version {supported}; run a matching vswitch",
+        path.display()
+    )]
+    UnsupportedVersion {
+        /// The store file.
+        path: PathBuf,
+        /// The version the file declares.
+        found: u64,
+        /// The version this build reads and writes.
+        supported: u64,
+    },
+    /// The `--store` URL is malformed or names a backend this build lacks.
+    #[error("{0}")]
+    Url(String),
+    /// Every node subnet of the cluster CIDR is taken.
+    #[error(
+        "cluster CIDR {cidr} has no free node subnet left; remove departed nodes (`vswitchctl node remove NAME`) or set the cluster up with a larger --cluster-cidr"
+    )]
+    ClusterFull {
+        /// The cluster CIDR.
+        cidr: Ipv4Net,
+    },
+    /// The request contradicts what the store holds (a name taken by another kind of
+    /// node, overlapping subnets, a different cluster CIDR...). The message says which.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is malformed on its own (an empty name, a subnet with host bits, a
+    /// node subnet length that does not fit the cluster CIDR). The message says which.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What all nodes share: nodes, their subnets and VTEPs, and pods.
+///
+/// Every method reads the store fresh; nothing is cached between calls, so several
+/// daemons (and `vswitchctl`) may use one store at once.
+pub trait ClusterStore: Send {
+    /// Leases this node's subnet: the same one it held before (keyed by node name) or the
+    /// lowest free `subnet_len` block of `cluster` (skipping blocks held by any node,
+    /// static ones included). Records or updates the node's VTEP. Records the cluster
+    /// CIDR and subnet length the first time and refuses a later daemon that passes
+    /// different ones.
+    ///
+    /// `cluster` may carry host bits; they are ignored.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when `cluster` or `subnet_len` differ from the store's,
+    /// when `node` names a static node, or (first lease only) when a static node lies
+    /// outside `cluster`; [`StoreError::ClusterFull`] when no block is free;
+    /// [`StoreError::Invalid`] for an empty name or a `subnet_len` outside
+    /// `cluster.prefix_len()..=`[`MAX_NODE_SUBNET_LEN`]; I/O and format errors.
+    fn lease_subnet(
+        &mut self,
+        node: &str,
+        vtep: Ipv4Addr,
+        cluster: Ipv4Net,
+        subnet_len: u8,
+    ) -> Result<NodeRecord, StoreError>;
+
+    /// Every node, leased and static, sorted by name.
+    ///
+    /// # Errors
+    /// I/O and format errors.
+    fn nodes(&mut self) -> Result<Vec<NodeRecord>, StoreError>;
+
+    /// The cluster CIDR and node subnet length the store was set up with, or `None`
+    /// before the first daemon leased a subnet.
+    ///
+    /// # Errors
+    /// I/O and format errors.
+    fn cluster(&mut self) -> Result<Option<(Ipv4Net, u8)>, StoreError>;
+
+    /// Adds or replaces a static node: one with no daemon of ours (a kernel or hardware
+    /// VTEP). Its subnet must lie in the cluster CIDR (once one is recorded) and overlap
+    /// no other node's.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when `name` belongs to a daemon-leased node, when
+    /// `subnet` overlaps another node's or lies outside the cluster CIDR;
+    /// [`StoreError::Invalid`] for an empty name or a subnet with host bits set; I/O and
+    /// format errors.
+    fn put_static_node(
+        &mut self,
+        name: &str,
+        vtep: Ipv4Addr,
+        subnet: Ipv4Net,
+    ) -> Result<(), StoreError>;
+
+    /// Removes a node, leased or static, and every pod recorded on it. Returns whether
+    /// the node existed.
+    ///
+    /// # Errors
+    /// I/O and format errors.
+    fn remove_node(&mut self, name: &str) -> Result<bool, StoreError>;
+
+    /// Records a pod, replacing the record with the same (node, container id, interface)
+    /// key and any other record of the same node holding the same address (the node's
+    /// own address management is the authority on its subnet).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when `pod.node` holds no subnet in the store or `pod.ip`
+    /// lies outside it; I/O and format errors.
+    fn put_pod(&mut self, pod: &PodRecord) -> Result<(), StoreError>;
+
+    /// Removes the pod with this key. Returns whether it existed.
+    ///
+    /// # Errors
+    /// I/O and format errors.
+    fn remove_pod(
+        &mut self,
+        node: &str,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Every pod, sorted by (node, container id, interface).
+    ///
+    /// # Errors
+    /// I/O and format errors.
+    fn pods(&mut self) -> Result<Vec<PodRecord>, StoreError>;
+
+    /// A cheap token that changes whenever the store's contents change and only then, so
+    /// a daemon can poll it every few hundred milliseconds and reload only on change.
+    ///
+    /// # Errors
+    /// I/O and format errors.
+    fn generation(&mut self) -> Result<u64, StoreError>;
+}
+
+/// Opens a store from its URL: `file:PATH` or `file://PATH` (the embedded store, see
+/// [`file::FileStore`]), or `etcd://HOST:PORT[,HOST:PORT...]`.
+///
+/// # Errors
+/// [`StoreError::Url`] for an unknown scheme, an empty path, and for `etcd://`, whose
+/// backend is not built yet; the errors of [`file::FileStore::open`].
+pub fn open(url: &str) -> Result<Box<dyn ClusterStore>, StoreError> {
+    if let Some(rest) = url.strip_prefix("file:") {
+        // `file:///var/lib/x` and `file:/var/lib/x` both name /var/lib/x.
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return Err(StoreError::Url(format!(
+                "store URL `{url}` names no file; expected file:PATH, e.g. file:/var/lib/vswitch/cluster.json"
+            )));
+        }
+        return Ok(Box::new(file::FileStore::open(PathBuf::from(path))?));
+    }
+    if url.starts_with("etcd://") {
+        return Err(StoreError::Url(format!(
+            "store URL `{url}`: the etcd backend is not built yet; use the embedded store, --store file:PATH"
+        )));
+    }
+    Err(StoreError::Url(format!(
+        "store URL `{url}` has an unknown scheme; expected file:PATH or etcd://HOST:PORT[,HOST:PORT...]"
+    )))
+}
+
+/// True when the two prefixes share at least one address.
+pub(crate) fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains_net(b) || b.contains_net(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_rejects_bad_urls() {
+        for (url, needle) in [
+            ("etcd://10.0.0.1:2379", "not built yet"),
+            ("file:", "names no file"),
+            ("file://", "names no file"),
+            ("http://x", "unknown scheme"),
+            ("/var/lib/vswitch/cluster.json", "unknown scheme"),
+        ] {
+            match open(url) {
+                Err(StoreError::Url(msg)) => assert!(msg.contains(needle), "{url}: {msg}"),
+                Err(other) => panic!("{url}: unexpected error {other}"),
+                Ok(_) => panic!("{url}: opened"),
+            }
+        }
+    }
+
+    #[test]
+    fn open_file_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/cluster.json");
+        for url in [
+            format!("file:{}", path.display()),
+            format!("file://{}", path.display()),
+        ] {
+            let mut store = open(&url).unwrap();
+            assert!(store.nodes().unwrap().is_empty(), "{url}");
+            assert_eq!(store.generation().unwrap(), 0);
+        }
+        // The parent directory is created.
+        assert!(path.parent().unwrap().is_dir());
+    }
+
+    #[test]
+    fn record_shapes() {
+        let node = NodeRecord {
+            name: "n1".into(),
+            vtep: Ipv4Addr::new(192, 168, 0, 1),
+            subnet: "10.244.1.0/24".parse().unwrap(),
+            is_static: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&node).unwrap(),
+            r#"{"name":"n1","vtep":"192.168.0.1","subnet":"10.244.1.0/24","static":true}"#
+        );
+    }
+
+    #[test]
+    fn overlap() {
+        let net = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        assert!(overlaps(net("10.244.0.0/16"), net("10.244.3.0/24")));
+        assert!(overlaps(net("10.244.3.0/24"), net("10.244.0.0/16")));
+        assert!(overlaps(net("10.244.3.0/24"), net("10.244.3.0/24")));
+        assert!(!overlaps(net("10.244.3.0/24"), net("10.244.4.0/24")));
+        assert!(!overlaps(net("10.244.3.0/25"), net("10.244.3.128/25")));
+    }
+}
