@@ -36,6 +36,13 @@ impl Ipv4Net {
         Ok(Ipv4Net { addr, prefix })
     }
 
+    /// `addr/prefix` for constants: a `prefix` above 32 fails the build when the constant
+    /// is evaluated.
+    pub const fn new_const(addr: Ipv4Addr, prefix: u8) -> Ipv4Net {
+        assert!(prefix <= 32, "IPv4 prefix length above 32");
+        Ipv4Net { addr, prefix }
+    }
+
     /// The address as given, host bits included.
     pub fn addr(self) -> Ipv4Addr {
         self.addr

@@ -1,2 +1,142 @@
-//! The operator CLI.
-fn main() {}
+//! `vswitchctl`: the operator CLI. It talks to the daemon over the control socket.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use vswitch::control::client::{self, ClientError};
+use vswitch::control::proto::{FdbEntry, PortCounters, Reply, Request, ShowReply};
+
+/// Operate a vswitch node.
+#[derive(Debug, Parser)]
+#[command(name = "vswitchctl", version)]
+struct Args {
+    /// The daemon's control socket
+    #[arg(long, global = true, value_name = "PATH", default_value = vswitch::control::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// This node: name, subnet, VTEP, ports, peer nodes
+    Show {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// The MAC table: MAC, where it lives, age
+    Fdb {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("vswitchctl: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), ClientError> {
+    match args.command {
+        Command::Show { json } => {
+            let Reply::Show(show) = client::call(&args.socket, &Request::Show)? else {
+                return Err(ClientError::Malformed("expected a show reply".into()));
+            };
+            if json {
+                print_json(&show);
+            } else {
+                print_show(&show);
+            }
+        }
+        Command::Fdb { json } => {
+            let Reply::Fdb(entries) = client::call(&args.socket, &Request::Fdb)? else {
+                return Err(ClientError::Malformed("expected an fdb reply".into()));
+            };
+            if json {
+                print_json(&entries);
+            } else {
+                print_fdb(&entries);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("vswitchctl: {e}"),
+    }
+}
+
+fn drops(counters: &PortCounters) -> u64 {
+    counters.drops.values().sum()
+}
+
+fn print_show(show: &ShowReply) {
+    println!("node      {}", show.node);
+    println!("subnet    {}  (cluster {})", show.subnet, show.cluster_cidr);
+    println!("vtep      {}", show.vtep);
+    println!("pod mtu   {}", show.mtu);
+    let host = &show.host_port;
+    println!(
+        "host port {} {} {}  rx {} pkts  tx {} pkts  drops {}",
+        host.ifname,
+        host.address,
+        host.mac,
+        host.counters.rx_packets,
+        host.counters.tx_packets,
+        drops(&host.counters)
+    );
+    println!();
+    println!(
+        "{:<28} {:<8} {:<18} {:<18} {:>10} {:>10} {:>7}",
+        "POD", "IFACE", "IP", "MAC", "RX PKTS", "TX PKTS", "DROPS"
+    );
+    for port in &show.ports {
+        let pod = if port.attached {
+            port.pod.clone()
+        } else {
+            format!("{} (detached)", port.pod)
+        };
+        println!(
+            "{:<28} {:<8} {:<18} {:<18} {:>10} {:>10} {:>7}",
+            pod,
+            port.key.ifname,
+            port.address.to_string(),
+            port.mac.to_string(),
+            port.counters.rx_packets,
+            port.counters.tx_packets,
+            drops(&port.counters)
+        );
+    }
+    println!();
+    println!("{:<20} {:<16} {:<18} STATIC", "PEER", "VTEP", "SUBNET");
+    for peer in &show.peers {
+        println!(
+            "{:<20} {:<16} {:<18} {}",
+            peer.node,
+            peer.vtep.to_string(),
+            peer.subnet.to_string(),
+            peer.is_static
+        );
+    }
+}
+
+fn print_fdb(entries: &[FdbEntry]) {
+    println!("{:<18} {:<40} {:>8}", "MAC", "LOCATION", "AGE(s)");
+    for entry in entries {
+        println!(
+            "{:<18} {:<40} {:>8}",
+            entry.mac.to_string(),
+            entry.location,
+            entry.age_secs
+        );
+    }
+}

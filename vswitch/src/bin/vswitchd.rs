@@ -1,2 +1,73 @@
-//! The node daemon.
-fn main() {}
+//! `vswitchd`: the node daemon. Flags and defaults are those of ../shared/CONTRACT.md.
+#![forbid(unsafe_code)]
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use vswitch::daemon::config::DaemonFlags;
+use vswitch::ipnet::Ipv4Net;
+
+/// The vswitch node daemon: userspace switch, overlay, IPAM and control socket.
+#[derive(Debug, Parser)]
+#[command(name = "vswitchd", version)]
+struct Args {
+    /// This node's name in the cluster store [default: the hostname]
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// This node's VTEP address [default: source address of the default route]
+    #[arg(long, value_name = "IPV4")]
+    underlay_ip: Option<Ipv4Addr>,
+    /// Underlay device (MTU, AF_XDP) [default: device of the default route]
+    #[arg(long, value_name = "IFACE")]
+    underlay_dev: Option<String>,
+    /// The pod network; all pods share this one L2 segment [default: 10.244.0.0/16]
+    #[arg(long, value_name = "CIDR")]
+    cluster_cidr: Option<Ipv4Net>,
+    /// Size of the block each node allocates pod addresses from [default: 24]
+    #[arg(long, value_name = "N")]
+    node_subnet_len: Option<u8>,
+    /// Cluster store: file:PATH or etcd://HOST:PORT[,HOST:PORT...] [default: file:/var/lib/vswitch/cluster.json]
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Node-local state (ports, address leases) [default: /var/lib/vswitch]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Control socket, mode 0600 [default: /run/vswitch/vswitchd.sock]
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// VXLAN network identifier [default: 1]
+    #[arg(long, value_name = "N")]
+    vni: Option<u32>,
+    /// VXLAN UDP port, send and receive [default: 4789]
+    #[arg(long, value_name = "N")]
+    vxlan_port: Option<u16>,
+    /// Pod MTU [default: underlay MTU - 50]
+    #[arg(long, value_name = "N")]
+    mtu: Option<u32>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let flags = DaemonFlags {
+        node: args.node,
+        underlay_ip: args.underlay_ip,
+        underlay_dev: args.underlay_dev,
+        cluster_cidr: args.cluster_cidr,
+        node_subnet_len: args.node_subnet_len,
+        store: args.store,
+        state_dir: args.state_dir,
+        socket: args.socket,
+        vni: args.vni,
+        vxlan_port: args.vxlan_port,
+        mtu: args.mtu,
+    };
+    let result = flags
+        .resolve()
+        .map_err(anyhow::Error::from)
+        .and_then(vswitch::daemon::run);
+    if let Err(e) = result {
+        eprintln!("vswitchd: {e:#}");
+        std::process::exit(1);
+    }
+}

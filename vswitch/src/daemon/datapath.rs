@@ -1,0 +1,381 @@
+//! The data-path thread: it owns the [`Switch`] and every port's TAP descriptor, reads
+//! frames, asks the switch what to do with each, and writes them out. Run to completion,
+//! one frame at a time, no allocation per frame.
+//!
+//! The control plane never touches the switch directly: it sends [`DatapathCmd`]s over a
+//! channel and wakes the loop with a [`mio::Waker`]; the loop drains them between
+//! batches. So the data path never waits on the control socket or the store.
+//!
+//! Readiness is edge-triggered. A port's queue is drained until `WouldBlock`, but at most
+//! [`BATCH`] frames per turn so one busy port cannot starve the others: a port cut short is
+//! kept on a ready list and served again on the next turn, with a zero poll timeout.
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::mac::MacAddr;
+use crate::switch::{Location, PortConfig, PortId, PortStats, Switch, SwitchConfig, Verdict};
+use crate::sys::tap::{Tap, VNET_HDR_LEN};
+
+/// The token of the waker that says "commands are waiting".
+const WAKER: Token = Token(usize::MAX);
+
+/// Frames served from one port before the loop moves on to the next.
+pub const BATCH: usize = 64;
+
+/// How often idle MAC entries are aged out.
+const AGING_TICK: Duration = Duration::from_secs(1);
+
+/// The largest frame a TAP hands us: a 64 KiB GSO super-frame plus its Ethernet header
+/// and virtio-net header.
+const FRAME_BUF: usize = VNET_HDR_LEN + 14 + 4 + 65_535;
+
+/// Room for a reply the switch writes (an ARP reply is 42 bytes).
+const REPLY_BUF: usize = VNET_HDR_LEN + 128;
+
+/// What the control plane asks of the data path.
+pub enum DatapathCmd {
+    /// Attach a port.
+    AddPort {
+        /// Its id (also its poll token).
+        id: PortId,
+        /// Its TAP.
+        tap: Tap,
+        /// What the switch needs to know of it.
+        config: PortConfig,
+        /// Its counters, shared with the control plane.
+        stats: Arc<PortStats>,
+        /// Cleared by the data path when the TAP fails for good (its namespace is gone).
+        attached: Arc<AtomicBool>,
+    },
+    /// Detach a port and hand its TAP back (so the caller can delete the device).
+    RemovePort {
+        /// Which port.
+        id: PortId,
+        /// Where the TAP goes, `None` when the port was not attached.
+        reply: Sender<Option<Tap>>,
+    },
+    /// An address the cluster knows: the switch answers ARP for it.
+    SetAddress(Ipv4Addr, MacAddr),
+    /// Forget an address.
+    RemoveAddress(Ipv4Addr),
+    /// A snapshot of the MAC table.
+    Fdb(Sender<Vec<(MacAddr, Location, Duration)>>),
+    /// Stop the loop.
+    Shutdown,
+}
+
+/// The control plane's handle on the data-path thread.
+pub struct DatapathHandle {
+    commands: Sender<DatapathCmd>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The data path is gone (its thread ended).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the data-path thread has stopped")]
+pub struct DatapathGone;
+
+impl DatapathHandle {
+    /// Starts the data-path thread with an empty switch.
+    ///
+    /// # Errors
+    /// When the poll instance or the thread cannot be created.
+    pub fn start(config: SwitchConfig) -> io::Result<DatapathHandle> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (commands, inbox) = crossbeam_channel::unbounded();
+        let thread = std::thread::Builder::new()
+            .name("datapath".into())
+            .spawn(move || Datapath::new(poll, inbox, Switch::new(config)).run())?;
+        Ok(DatapathHandle {
+            commands,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends a command and wakes the loop.
+    ///
+    /// # Errors
+    /// [`DatapathGone`] when the thread has ended.
+    pub fn send(&self, command: DatapathCmd) -> Result<(), DatapathGone> {
+        self.commands.send(command).map_err(|_| DatapathGone)?;
+        self.waker.wake().map_err(|_| DatapathGone)
+    }
+
+    /// Sends a command that carries a reply channel and waits for the answer.
+    ///
+    /// # Errors
+    /// [`DatapathGone`] when the thread has ended.
+    pub fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> DatapathCmd) -> Result<T, DatapathGone> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(make(tx))?;
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| DatapathGone)
+    }
+
+    /// True while the thread runs.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for DatapathHandle {
+    fn drop(&mut self) {
+        if self.send(DatapathCmd::Shutdown).is_ok() {
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+struct Port {
+    tap: Tap,
+    stats: Arc<PortStats>,
+    attached: Arc<AtomicBool>,
+}
+
+struct Datapath {
+    poll: Poll,
+    inbox: Receiver<DatapathCmd>,
+    switch: Switch,
+    /// Indexed by port id.
+    ports: Vec<Option<Port>>,
+    /// Ports with frames still queued after a cut-short batch.
+    ready: VecDeque<PortId>,
+    frame: Vec<u8>,
+    reply: Vec<u8>,
+}
+
+impl Datapath {
+    fn new(poll: Poll, inbox: Receiver<DatapathCmd>, switch: Switch) -> Self {
+        Datapath {
+            poll,
+            inbox,
+            switch,
+            ports: Vec::new(),
+            ready: VecDeque::new(),
+            frame: vec![0; FRAME_BUF],
+            reply: vec![0; REPLY_BUF],
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut next_aging = Instant::now() + AGING_TICK;
+        loop {
+            let timeout = if self.ready.is_empty() {
+                next_aging.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("vswitchd: datapath: poll failed, stopping: {e}");
+                    return;
+                }
+            }
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                if let Ok(id) = PortId::try_from(event.token().0) {
+                    if !self.ready.contains(&id) {
+                        self.ready.push_back(id);
+                    }
+                }
+            }
+            if !self.drain_commands() {
+                return;
+            }
+            // Serve each port that was ready at the start of this turn once.
+            for _ in 0..self.ready.len() {
+                let Some(id) = self.ready.pop_front() else {
+                    break;
+                };
+                if self.serve(id) == Served::CutShort {
+                    self.ready.push_back(id);
+                }
+            }
+            let now = Instant::now();
+            if now >= next_aging {
+                self.switch.age(now);
+                next_aging = now + AGING_TICK;
+            }
+        }
+    }
+
+    /// Applies every queued command; false on Shutdown.
+    fn drain_commands(&mut self) -> bool {
+        while let Ok(command) = self.inbox.try_recv() {
+            match command {
+                DatapathCmd::AddPort {
+                    id,
+                    tap,
+                    config,
+                    stats,
+                    attached,
+                } => self.add_port(id, tap, config, stats, attached),
+                DatapathCmd::RemovePort { id, reply } => {
+                    let tap = self.remove_port(id);
+                    let _ = reply.send(tap);
+                }
+                DatapathCmd::SetAddress(ip, mac) => self.switch.set_address(ip, mac),
+                DatapathCmd::RemoveAddress(ip) => self.switch.remove_address(ip),
+                DatapathCmd::Fdb(reply) => {
+                    let _ = reply.send(self.switch.fdb(Instant::now()));
+                }
+                DatapathCmd::Shutdown => return false,
+            }
+        }
+        true
+    }
+
+    fn add_port(
+        &mut self,
+        id: PortId,
+        tap: Tap,
+        config: PortConfig,
+        stats: Arc<PortStats>,
+        attached: Arc<AtomicBool>,
+    ) {
+        let index = usize::from(id);
+        if let Err(e) = self.poll.registry().register(
+            &mut SourceFd(&tap.as_raw_fd()),
+            Token(index),
+            Interest::READABLE,
+        ) {
+            eprintln!("vswitchd: datapath: cannot watch port {}: {e}", tap.name());
+            attached.store(false, Ordering::Relaxed);
+            return;
+        }
+        if self.ports.len() <= index {
+            self.ports.resize_with(index + 1, || None);
+        }
+        self.switch.add_port(id, config, Arc::clone(&stats));
+        attached.store(true, Ordering::Relaxed);
+        if let Some(slot) = self.ports.get_mut(index) {
+            *slot = Some(Port {
+                tap,
+                stats,
+                attached,
+            });
+        }
+        // Frames may have queued before registration: an edge already passed.
+        self.ready.push_back(id);
+    }
+
+    fn remove_port(&mut self, id: PortId) -> Option<Tap> {
+        let port = self.ports.get_mut(usize::from(id))?.take()?;
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&port.tap.as_raw_fd()));
+        self.switch.remove_port(id);
+        self.ready.retain(|&p| p != id);
+        port.attached.store(false, Ordering::Relaxed);
+        Some(port.tap)
+    }
+
+    /// Reads and forwards up to [`BATCH`] frames from port `id`.
+    fn serve(&mut self, ingress: PortId) -> Served {
+        for _ in 0..BATCH {
+            let Some(Some(port)) = self.ports.get(usize::from(ingress)) else {
+                return Served::Drained;
+            };
+            let len = match port.tap.read(&mut self.frame) {
+                Ok(len) => len,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Served::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // The device is gone (its namespace was deleted) or broken for good.
+                    eprintln!(
+                        "vswitchd: datapath: port {} failed, detaching it: {e}",
+                        port.tap.name()
+                    );
+                    self.remove_port(ingress);
+                    return Served::Drained;
+                }
+            };
+            self.forward(ingress, len);
+        }
+        Served::CutShort
+    }
+
+    /// Decides and sends one frame of `len` bytes (virtio-net header included) sitting in
+    /// `self.frame`.
+    fn forward(&mut self, ingress: PortId, len: usize) {
+        let now = Instant::now();
+        let Some(frame) = self.frame.get(..len) else {
+            return;
+        };
+        let Some(ethernet) = frame.get(VNET_HDR_LEN..) else {
+            if let Some(Some(port)) = self.ports.get(usize::from(ingress)) {
+                port.stats.record_drop(crate::switch::DropReason::Malformed);
+            }
+            return;
+        };
+        let Some(reply_body) = self.reply.get_mut(VNET_HDR_LEN..) else {
+            return;
+        };
+        match self.switch.decide(now, ingress, ethernet, reply_body) {
+            Verdict::Unicast(Location::Port(egress)) => send(&self.ports, egress, frame),
+            Verdict::Unicast(Location::Vtep(_)) => {
+                // No overlay port is attached yet: the switch never learns a VTEP location
+                // without one, so this is unreachable in practice; count it all the same.
+                if let Some(Some(port)) = self.ports.get(usize::from(ingress)) {
+                    port.stats.record_drop(crate::switch::DropReason::NoPeers);
+                }
+            }
+            Verdict::Flood => {
+                for egress in self.switch.flood_ports(ingress) {
+                    send(&self.ports, egress, frame);
+                }
+            }
+            Verdict::Reply { len } => {
+                if let Some(header) = self.reply.get_mut(..VNET_HDR_LEN) {
+                    header.fill(0);
+                }
+                if let Some(reply) = self.reply.get(..VNET_HDR_LEN + len) {
+                    send(&self.ports, ingress, reply);
+                }
+            }
+            Verdict::Drop(_) => {}
+        }
+    }
+}
+
+/// Writes one frame to a port, counting it as sent or dropped.
+fn send(ports: &[Option<Port>], egress: PortId, frame: &[u8]) {
+    let Some(Some(port)) = ports.get(usize::from(egress)) else {
+        return;
+    };
+    let wire_len = u64::try_from(frame.len().saturating_sub(VNET_HDR_LEN)).unwrap_or(u64::MAX);
+    match port.tap.write(frame) {
+        Ok(_) => port.stats.record_tx(wire_len),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => port
+            .stats
+            .record_drop(crate::switch::DropReason::TxQueueFull),
+        Err(_) => port.stats.record_drop(crate::switch::DropReason::TxError),
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Served {
+    Drained,
+    CutShort,
+}
