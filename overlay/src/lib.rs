@@ -2,6 +2,31 @@
 //! between nodes. It knows nothing of MAC tables or pods: the switch hands it inner
 //! frames and a destination VTEP, and gets inner frames and a source VTEP back.
 //!
-//! Today this crate holds nothing but its place in the workspace; the VXLAN view,
-//! segmentation and the underlay implementations arrive with the overlay work.
+//! - [`vxlan`]: the 8-byte VXLAN header as a zero-copy view and a validated `Repr`.
+//! - [`encap`]: VXLAN datagrams for the UDP underlay, and whole outer
+//!   Ethernet/IPv4/UDP/VXLAN headers for an underlay that sends raw frames.
+//! - [`flow_hash`]: the outer UDP source port, a hash of the inner flow.
+//! - [`gso`] and [`checksum`]: cutting a pod's TSO/USO super-frame into MTU-sized frames
+//!   with correct headers and checksums before it enters the overlay.
+//! - [`underlay`]: the underlay I/O trait, its UDP-socket implementation and (with the
+//!   `test-utils` feature) an in-memory mesh for tests and benches.
+//!
+//! Everything but [`underlay`] is sans-IO: it reads and writes caller-provided buffers,
+//! never allocates and never panics on any input.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod checksum;
+pub mod encap;
+pub mod flow_hash;
+pub mod gso;
+pub mod underlay;
+pub mod vxlan;
+
+pub use encap::{decapsulate, encapsulate, DecapError, EncapError, OuterHeaders};
+pub use flow_hash::source_port;
+pub use gso::{segment, GsoError, GsoKind, Offload};
+#[cfg(any(test, feature = "test-utils"))]
+pub use underlay::{MemoryMesh, MemoryUnderlay};
+pub use underlay::{UdpUnderlay, Underlay};
+pub use vxlan::{VxlanError, VxlanPacket, VxlanRepr, DEFAULT_PORT, VXLAN_HEADER_LEN};
