@@ -3,9 +3,12 @@
 
 use std::path::PathBuf;
 
+use std::net::Ipv4Addr;
+
 use clap::{Parser, Subcommand};
 use vswitch::control::client::{self, ClientError};
 use vswitch::control::proto::{FdbEntry, PortCounters, Reply, Request, ShowReply};
+use vswitch::ipnet::Ipv4Net;
 
 /// Operate a vswitch node.
 #[derive(Debug, Parser)]
@@ -31,6 +34,32 @@ enum Command {
         /// Print JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Peer nodes of the cluster
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Add a static peer node, e.g. a hardware or kernel VXLAN VTEP with no daemon of ours
+    Add {
+        /// Its name
+        name: String,
+        /// Its VTEP address
+        #[arg(long, value_name = "IPV4")]
+        underlay_ip: Ipv4Addr,
+        /// The pod subnet behind it (inside the cluster CIDR)
+        #[arg(long, value_name = "CIDR")]
+        subnet: Ipv4Net,
+    },
+    /// Remove a node from the cluster store
+    Remove {
+        /// Its name
+        name: String,
+        /// Also remove a node that a vswitchd runs (a decommissioned one)
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -63,6 +92,23 @@ fn run(args: Args) -> Result<(), ClientError> {
             } else {
                 print_fdb(&entries);
             }
+        }
+        Command::Node(NodeCommand::Add {
+            name,
+            underlay_ip,
+            subnet,
+        }) => {
+            client::call(
+                &args.socket,
+                &Request::NodeAdd {
+                    name,
+                    underlay_ip,
+                    subnet,
+                },
+            )?;
+        }
+        Command::Node(NodeCommand::Remove { name, force }) => {
+            client::call(&args.socket, &Request::NodeRemove { name, force })?;
         }
     }
     Ok(())

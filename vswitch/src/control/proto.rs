@@ -60,6 +60,24 @@ pub enum Request {
     Show,
     /// The MAC table.
     Fdb,
+    /// Add (or replace) a static peer node: a VTEP with no daemon of ours, such as a
+    /// hardware switch or a kernel VXLAN device.
+    NodeAdd {
+        /// Its name.
+        name: String,
+        /// Its VTEP address.
+        underlay_ip: Ipv4Addr,
+        /// The pod subnet behind it.
+        subnet: Ipv4Net,
+    },
+    /// Remove a node from the cluster store. A node run by a daemon needs `force`.
+    NodeRemove {
+        /// Its name.
+        name: String,
+        /// Also remove a node that a daemon runs (a decommissioned one).
+        #[serde(default)]
+        force: bool,
+    },
 }
 
 /// The daemon's answer to one [`Request`].
@@ -82,8 +100,8 @@ pub enum Reply {
     Done,
     /// Gc: the attachments that were removed.
     Collected(Vec<AttachmentKey>),
-    /// Show.
-    Show(ShowReply),
+    /// Show (boxed: it is by far the largest reply).
+    Show(Box<ShowReply>),
     /// Fdb.
     Fdb(Vec<FdbEntry>),
 }
@@ -186,6 +204,8 @@ pub struct ShowReply {
     pub mtu: u32,
     /// The host port `vsw0`.
     pub host_port: HostPortInfo,
+    /// The overlay port: VXLAN to the peers.
+    pub overlay: OverlayInfo,
     /// One entry per attached pod.
     pub ports: Vec<PortInfo>,
     /// The other nodes of the cluster.
@@ -202,6 +222,17 @@ pub struct HostPortInfo {
     /// Its MAC.
     pub mac: MacAddr,
     /// Its counters.
+    pub counters: PortCounters,
+}
+
+/// The overlay port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayInfo {
+    /// The VXLAN network identifier.
+    pub vni: u32,
+    /// The VXLAN UDP port.
+    pub vxlan_port: u16,
+    /// Datagrams sent and received, and drops by reason (unknown_vtep, wrong_vni, ...).
     pub counters: PortCounters,
 }
 

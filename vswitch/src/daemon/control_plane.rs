@@ -9,15 +9,15 @@
 //! - a failed Add leaves nothing behind: no lease, no device, no port.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::control::proto::{
-    AttachmentKey, ControlError, ErrorCode, FdbEntry, HostPortInfo, PeerInfo, PortCounters,
-    PortInfo, Reply, Request, Response, ShowReply,
+    AttachmentKey, ControlError, ErrorCode, FdbEntry, HostPortInfo, OverlayInfo, PeerInfo,
+    PortCounters, PortInfo, Reply, Request, Response, ShowReply,
 };
 use crate::ipnet::Ipv4Net;
 use crate::mac::MacAddr;
@@ -28,11 +28,15 @@ use crate::sys::tap::Tap;
 use crate::sys::{self, iface, netns, SysError};
 
 use super::config::DaemonConfig;
-use super::datapath::{DatapathCmd, DatapathHandle};
+use super::datapath::{DatapathCmd, DatapathHandle, OVERLAY_PORT};
 use super::host_port;
+use super::overlay_port::OverlayPort;
 
 /// The port id of the host port `vsw0`.
 pub const HOST_PORT: PortId = 0;
+
+/// The lowest port id a pod gets (0 is `vsw0`, 1 the overlay).
+const FIRST_POD_PORT: PortId = 2;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,16 @@ pub enum StartError {
     /// The data-path thread could not start.
     #[error("starting the data path: {0}")]
     Datapath(#[source] std::io::Error),
+    /// The underlay socket could not be bound.
+    #[error("binding the VXLAN socket to {addr}:{port} (is --underlay-ip an address of this node, and the port free?): {source}")]
+    Underlay {
+        /// The VTEP address.
+        addr: Ipv4Addr,
+        /// The VXLAN port.
+        port: u16,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 struct PodPort {
@@ -82,6 +96,9 @@ pub struct ControlPlane {
     store: Box<dyn ClusterStore>,
     ports: BTreeMap<AttachmentKey, PodPort>,
     host: HostPort,
+    overlay_stats: Arc<PortStats>,
+    /// The store generation last applied to the data path.
+    synced_generation: Option<u64>,
     datapath: DatapathHandle,
 }
 
@@ -135,6 +152,18 @@ impl ControlPlane {
             attached: Arc::new(AtomicBool::new(false)),
         });
 
+        let underlay = overlay::UdpUnderlay::bind(config.underlay_ip, config.vxlan_port).map_err(
+            |source| StartError::Underlay {
+                addr: config.underlay_ip,
+                port: config.vxlan_port,
+                source,
+            },
+        )?;
+        let overlay_stats = Arc::new(PortStats::default());
+        let overlay =
+            OverlayPort::new(underlay, config.vni, config.mtu, Arc::clone(&overlay_stats));
+        let _ = datapath.send(DatapathCmd::AttachOverlay(Box::new(overlay)));
+
         let mut plane = ControlPlane {
             config,
             node,
@@ -146,9 +175,12 @@ impl ControlPlane {
                 address,
                 stats,
             },
+            overlay_stats,
+            synced_generation: None,
             datapath,
         };
         plane.reattach_all();
+        plane.sync_from_store();
         Ok(plane)
     }
 
@@ -177,8 +209,18 @@ impl ControlPlane {
             Request::Check { key, netns } => self.check(&key, &netns).map(|()| Reply::Done),
             Request::Status => self.status().map(|()| Reply::Done),
             Request::Gc { valid } => self.gc(&valid).map(Reply::Collected),
-            Request::Show => Ok(Reply::Show(self.show())),
+            Request::Show => Ok(Reply::Show(Box::new(self.show()))),
             Request::Fdb => self.fdb().map(Reply::Fdb),
+            Request::NodeAdd {
+                name,
+                underlay_ip,
+                subnet,
+            } => self
+                .node_add(&name, underlay_ip, subnet)
+                .map(|()| Reply::Done),
+            Request::NodeRemove { name, force } => {
+                self.node_remove(&name, force).map(|()| Reply::Done)
+            }
         };
         match result {
             Ok(reply) => Response::Ok(reply),
@@ -311,7 +353,7 @@ impl ControlPlane {
         }
         let mut used: Vec<PortId> = self.ports.values().map(|p| p.id).collect();
         used.sort_unstable();
-        let mut id: PortId = HOST_PORT + 1;
+        let mut id: PortId = FIRST_POD_PORT;
         for taken in used {
             if taken == id {
                 id = id.saturating_add(1);
@@ -357,6 +399,99 @@ impl ControlPlane {
                 ),
             }
         }
+    }
+
+    /// Applies the cluster store to the data path when it changed since the last call:
+    /// the peer VTEPs, and the stations (pods and `vsw0`s) of the other nodes. Cheap when
+    /// nothing changed (one generation read), so the daemon calls it every 250 ms.
+    pub fn sync_from_store(&mut self) {
+        let generation = match self.store.generation() {
+            Ok(generation) => generation,
+            Err(e) => {
+                eprintln!("vswitchd: reading the cluster store: {e}");
+                return;
+            }
+        };
+        if self.synced_generation == Some(generation) {
+            return;
+        }
+        let (nodes, pods) = match (self.store.nodes(), self.store.pods()) {
+            (Ok(nodes), Ok(pods)) => (nodes, pods),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("vswitchd: reading the cluster store: {e}");
+                return;
+            }
+        };
+        let own = self.config.node.as_str();
+        let vteps: HashMap<&str, Ipv4Addr> = nodes
+            .iter()
+            .filter(|n| n.name != own)
+            .map(|n| (n.name.as_str(), n.vtep))
+            .collect();
+        let peers: HashSet<Ipv4Addr> = vteps
+            .values()
+            .copied()
+            .filter(|&v| v != self.config.underlay_ip)
+            .collect();
+        let mut stations = HashMap::new();
+        for node in nodes.iter().filter(|n| n.name != own && !n.is_static) {
+            if let Some(gateway) = node.subnet.nth(1) {
+                stations.insert(gateway, (MacAddr::from_ipv4(gateway), node.vtep));
+            }
+        }
+        for pod in pods.iter().filter(|p| p.node != own) {
+            if let Some(&vtep) = vteps.get(pod.node.as_str()) {
+                stations.insert(pod.ip, (pod.mac, vtep));
+            }
+        }
+        let _ = self.datapath.send(DatapathCmd::SetPeers(peers));
+        let _ = self.datapath.send(DatapathCmd::SetRemoteStations(stations));
+        self.synced_generation = Some(generation);
+    }
+
+    fn node_add(
+        &mut self,
+        name: &str,
+        underlay_ip: Ipv4Addr,
+        subnet: Ipv4Net,
+    ) -> Result<(), ControlError> {
+        self.store
+            .put_static_node(name, underlay_ip, subnet)
+            .map_err(|e| ControlError::new(ErrorCode::InvalidRequest, e.to_string()))?;
+        self.sync_from_store();
+        Ok(())
+    }
+
+    fn node_remove(&mut self, name: &str, force: bool) -> Result<(), ControlError> {
+        let nodes = self
+            .store
+            .nodes()
+            .map_err(|e| ControlError::new(ErrorCode::Io, e.to_string()))?;
+        let Some(node) = nodes.iter().find(|n| n.name == name) else {
+            return Err(ControlError::new(
+                ErrorCode::InvalidRequest,
+                format!("no node named {name} in the store"),
+            ));
+        };
+        if name == self.config.node {
+            return Err(ControlError::new(
+                ErrorCode::InvalidRequest,
+                format!("{name} is this node; stop its vswitchd instead"),
+            ));
+        }
+        if !node.is_static && !force {
+            return Err(ControlError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "{name} is run by a vswitchd; remove it only once decommissioned, with --force"
+                ),
+            ));
+        }
+        self.store
+            .remove_node(name)
+            .map_err(|e| ControlError::new(ErrorCode::Io, e.to_string()))?;
+        self.sync_from_store();
+        Ok(())
     }
 
     fn del(&mut self, key: &AttachmentKey) -> Result<(), ControlError> {
@@ -555,6 +690,11 @@ impl ControlPlane {
                 mac: self.host.mac,
                 counters: counters(&self.host.stats),
             },
+            overlay: OverlayInfo {
+                vni: self.config.vni,
+                vxlan_port: self.config.vxlan_port,
+                counters: counters(&self.overlay_stats),
+            },
             ports: self
                 .state
                 .attachments()
@@ -586,6 +726,7 @@ impl ControlPlane {
                 mac,
                 location: match location {
                     Location::Port(HOST_PORT) => host_port::NAME.to_owned(),
+                    Location::Port(OVERLAY_PORT) => "overlay".to_owned(),
                     Location::Port(id) => names
                         .get(&id)
                         .cloned()

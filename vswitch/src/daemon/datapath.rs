@@ -11,7 +11,7 @@
 //! kept on a ready list and served again on the next turn, with a zero poll timeout.
 #![forbid(unsafe_code)]
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -25,8 +25,16 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::mac::MacAddr;
-use crate::switch::{Location, PortConfig, PortId, PortStats, Switch, SwitchConfig, Verdict};
+use crate::switch::{
+    Location, PortConfig, PortId, PortKind, PortStats, Switch, SwitchConfig, Verdict,
+};
 use crate::sys::tap::{Tap, VNET_HDR_LEN};
+
+use super::overlay_port::OverlayPort;
+
+/// The switch port id of the overlay (every remote VTEP is behind it). Its poll token is
+/// the same number.
+pub const OVERLAY_PORT: PortId = 1;
 
 /// The token of the waker that says "commands are waiting".
 const WAKER: Token = Token(usize::MAX);
@@ -66,6 +74,15 @@ pub enum DatapathCmd {
         /// Where the TAP goes, `None` when the port was not attached.
         reply: Sender<Option<Tap>>,
     },
+    /// Attach the overlay port (once, at start).
+    AttachOverlay(Box<OverlayPort>),
+    /// The peer VTEPs, replacing the previous set; MACs learned behind a peer that left
+    /// are forgotten.
+    SetPeers(HashSet<Ipv4Addr>),
+    /// The stations of other nodes (pods, gateways) the cluster store knows, replacing the
+    /// previous set: IP → (MAC, VTEP). The switch answers ARP for them and sends unicast
+    /// to their VTEP without flooding.
+    SetRemoteStations(HashMap<Ipv4Addr, (MacAddr, Ipv4Addr)>),
     /// An address the cluster knows: the switch answers ARP for it.
     SetAddress(Ipv4Addr, MacAddr),
     /// Forget an address.
@@ -155,6 +172,10 @@ struct Datapath {
     switch: Switch,
     /// Indexed by port id.
     ports: Vec<Option<Port>>,
+    /// The overlay port, once attached.
+    overlay: Option<Box<OverlayPort>>,
+    /// What [`DatapathCmd::SetRemoteStations`] last said.
+    remote: HashMap<Ipv4Addr, (MacAddr, Ipv4Addr)>,
     /// Ports with frames still queued after a cut-short batch.
     ready: VecDeque<PortId>,
     frame: Vec<u8>,
@@ -168,6 +189,8 @@ impl Datapath {
             inbox,
             switch,
             ports: Vec::new(),
+            overlay: None,
+            remote: HashMap::new(),
             ready: VecDeque::new(),
             frame: vec![0; FRAME_BUF],
             reply: vec![0; REPLY_BUF],
@@ -234,6 +257,15 @@ impl Datapath {
                     let tap = self.remove_port(id);
                     let _ = reply.send(tap);
                 }
+                DatapathCmd::AttachOverlay(port) => self.attach_overlay(port),
+                DatapathCmd::SetPeers(peers) => {
+                    if let Some(overlay) = self.overlay.as_mut() {
+                        for gone in overlay.set_peers(peers) {
+                            self.switch.forget_vtep(gone);
+                        }
+                    }
+                }
+                DatapathCmd::SetRemoteStations(stations) => self.set_remote_stations(stations),
                 DatapathCmd::SetAddress(ip, mac) => self.switch.set_address(ip, mac),
                 DatapathCmd::RemoveAddress(ip) => self.switch.remove_address(ip),
                 DatapathCmd::Fdb(reply) => {
@@ -279,6 +311,45 @@ impl Datapath {
         self.ready.push_back(id);
     }
 
+    fn attach_overlay(&mut self, mut port: Box<OverlayPort>) {
+        let token = Token(usize::from(OVERLAY_PORT));
+        if let Err(e) = self.poll.registry().register(
+            &mut SourceFd(&port.as_raw_fd()),
+            token,
+            Interest::READABLE,
+        ) {
+            eprintln!("vswitchd: datapath: cannot watch the underlay socket, no overlay: {e}");
+            return;
+        }
+        let config = PortConfig {
+            kind: PortKind::Overlay,
+            mac: MacAddr::ZERO,
+            ip: None,
+            security: false,
+        };
+        self.switch
+            .add_port(OVERLAY_PORT, config, Arc::clone(port.stats()));
+        port.set_peers(HashSet::new());
+        self.overlay = Some(port);
+        self.ready.push_back(OVERLAY_PORT);
+    }
+
+    fn set_remote_stations(&mut self, stations: HashMap<Ipv4Addr, (MacAddr, Ipv4Addr)>) {
+        for (ip, &(mac, vtep)) in &self.remote {
+            if stations.get(ip) != Some(&(mac, vtep)) {
+                self.switch.remove_remote_station(mac, vtep);
+                if self.switch.address(*ip) == Some(mac) {
+                    self.switch.remove_address(*ip);
+                }
+            }
+        }
+        for (&ip, &(mac, vtep)) in &stations {
+            self.switch.set_address(ip, mac);
+            self.switch.set_remote_station(mac, vtep);
+        }
+        self.remote = stations;
+    }
+
     fn remove_port(&mut self, id: PortId) -> Option<Tap> {
         let port = self.ports.get_mut(usize::from(id))?.take()?;
         let _ = self
@@ -293,6 +364,9 @@ impl Datapath {
 
     /// Reads and forwards up to [`BATCH`] frames from port `id`.
     fn serve(&mut self, ingress: PortId) -> Served {
+        if ingress == OVERLAY_PORT {
+            return self.serve_overlay();
+        }
         for _ in 0..BATCH {
             let Some(Some(port)) = self.ports.get(usize::from(ingress)) else {
                 return Served::Drained;
@@ -316,6 +390,74 @@ impl Datapath {
         Served::CutShort
     }
 
+    /// Reads and forwards up to [`BATCH`] datagrams from the underlay.
+    fn serve_overlay(&mut self) -> Served {
+        for _ in 0..BATCH {
+            let Some(overlay) = self.overlay.as_ref() else {
+                return Served::Drained;
+            };
+            let (inner_len, vtep) = match overlay.recv(&mut self.frame) {
+                Ok(Some(Ok(received))) => received,
+                Ok(Some(Err(_dropped_and_counted))) => continue,
+                Ok(None) => return Served::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("vswitchd: datapath: underlay receive failed: {e}");
+                    return Served::Drained;
+                }
+            };
+            // The VXLAN header sat right before the inner frame; a zero virtio-net header
+            // (no offload: the pod's kernel checks the checksums) takes its place.
+            if let Some(header) = self.frame.get_mut(..VNET_HDR_LEN) {
+                header.fill(0);
+            }
+            self.forward_from_vtep(vtep, VNET_HDR_LEN + inner_len);
+        }
+        Served::CutShort
+    }
+
+    fn forward_from_vtep(&mut self, vtep: Ipv4Addr, len: usize) {
+        let now = Instant::now();
+        let Some(ethernet) = self.frame.get(VNET_HDR_LEN..len) else {
+            return;
+        };
+        let Some(reply_body) = self.reply.get_mut(VNET_HDR_LEN..) else {
+            return;
+        };
+        match self
+            .switch
+            .decide_from_vtep(now, OVERLAY_PORT, vtep, ethernet, reply_body)
+        {
+            Verdict::Unicast(Location::Port(egress)) => {
+                if let Some(frame) = self.frame.get(..len) {
+                    send(&self.ports, egress, frame);
+                }
+            }
+            Verdict::Flood => {
+                let Some(frame) = self.frame.get(..len) else {
+                    return;
+                };
+                for egress in self.switch.flood_ports(OVERLAY_PORT) {
+                    send(&self.ports, egress, frame);
+                }
+            }
+            Verdict::Reply { len } => {
+                if let Some(header) = self.reply.get_mut(..VNET_HDR_LEN) {
+                    header.fill(0);
+                }
+                let (Some(overlay), Some(reply)) = (
+                    self.overlay.as_mut(),
+                    self.reply.get_mut(..VNET_HDR_LEN + len),
+                ) else {
+                    return;
+                };
+                overlay.unicast(reply, vtep);
+            }
+            // The switch drops (and counts) a frame from one VTEP for another.
+            Verdict::Unicast(Location::Vtep(_)) | Verdict::Drop(_) => {}
+        }
+    }
+
     /// Decides and sends one frame of `len` bytes (virtio-net header included) sitting in
     /// `self.frame`.
     fn forward(&mut self, ingress: PortId, len: usize) {
@@ -334,16 +476,27 @@ impl Datapath {
         };
         match self.switch.decide(now, ingress, ethernet, reply_body) {
             Verdict::Unicast(Location::Port(egress)) => send(&self.ports, egress, frame),
-            Verdict::Unicast(Location::Vtep(_)) => {
-                // No overlay port is attached yet: the switch never learns a VTEP location
-                // without one, so this is unreachable in practice; count it all the same.
-                if let Some(Some(port)) = self.ports.get(usize::from(ingress)) {
-                    port.stats.record_drop(crate::switch::DropReason::NoPeers);
+            Verdict::Unicast(Location::Vtep(vtep)) => {
+                if let (Some(overlay), Some(frame)) =
+                    (self.overlay.as_mut(), self.frame.get_mut(..len))
+                {
+                    overlay.unicast(frame, vtep);
                 }
             }
             Verdict::Flood => {
+                let mut to_overlay = false;
                 for egress in self.switch.flood_ports(ingress) {
-                    send(&self.ports, egress, frame);
+                    if egress == OVERLAY_PORT {
+                        to_overlay = true;
+                    } else {
+                        send(&self.ports, egress, frame);
+                    }
+                }
+                // Last: encapsulation overwrites the virtio-net header in place.
+                if let (true, Some(overlay), Some(frame)) =
+                    (to_overlay, self.overlay.as_mut(), self.frame.get_mut(..len))
+                {
+                    overlay.flood(frame);
                 }
             }
             Verdict::Reply { len } => {

@@ -2,8 +2,9 @@
 //! thread, wired together.
 //!
 //! Threads: `main` serves the control socket and spawns one short-lived thread per
-//! connection; `datapath` owns the switch and the TAP descriptors; a signal thread stops
-//! the daemon on SIGTERM/SIGINT. TAP devices are persistent, so a stop of any kind
+//! connection; `datapath` owns the switch, the TAP descriptors and the underlay socket;
+//! `store-sync` applies cluster store changes (peers, remote pods) every 250 ms; a signal
+//! thread stops the daemon on SIGTERM/SIGINT. TAP devices are persistent, so a stop of any kind
 //! (`kill -9` included) leaves every pod's interface and address in place, and the next
 //! start takes them back.
 #![forbid(unsafe_code)]
@@ -13,8 +14,14 @@ pub mod control_plane;
 pub mod control_server;
 pub mod datapath;
 pub mod host_port;
+pub mod overlay_port;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often the cluster store is checked for changes (nodes, pods): a change reaches
+/// the data path within this, well inside the 1 s the contract promises.
+const STORE_POLL: Duration = Duration::from_millis(250);
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -56,6 +63,17 @@ pub fn run(config: DaemonConfig) -> anyhow::Result<()> {
                 eprintln!("vswitchd: signal {signal}: stopping; pods keep their interfaces");
                 let _ = std::fs::remove_file(&socket_for_signals);
                 std::process::exit(0);
+            }
+        })?;
+
+    let plane_for_sync = Arc::clone(&plane);
+    std::thread::Builder::new()
+        .name("store-sync".into())
+        .spawn(move || loop {
+            std::thread::sleep(STORE_POLL);
+            match plane_for_sync.lock() {
+                Ok(mut plane) => plane.sync_from_store(),
+                Err(_) => return,
             }
         })?;
 

@@ -198,6 +198,24 @@ impl Switch {
         self.decide_at(now, overlay, Location::Vtep(vtep), frame, reply)
     }
 
+    /// Places `mac` behind remote VTEP `vtep` for good, as the cluster store says (a pod
+    /// of another node, or that node's `vsw0`): unicast to it never floods, and no other
+    /// port or VTEP can claim its MAC. Returns false when the table is full of pinned
+    /// entries.
+    pub fn set_remote_station(&mut self, mac: MacAddr, vtep: Ipv4Addr) -> bool {
+        self.macs.pin(mac, Location::Vtep(vtep))
+    }
+
+    /// Forgets a station placed with [`Switch::set_remote_station`], if it is still
+    /// behind `vtep` (a local port that holds the MAC now keeps it).
+    pub fn remove_remote_station(&mut self, mac: MacAddr, vtep: Ipv4Addr) -> bool {
+        let behind_vtep = self
+            .macs
+            .entry(mac)
+            .is_some_and(|e| e.location == Location::Vtep(vtep));
+        behind_vtep && self.macs.remove(mac)
+    }
+
     /// Forgets every MAC learned behind remote VTEP `vtep` (a node left); returns how many.
     pub fn forget_vtep(&mut self, vtep: Ipv4Addr) -> usize {
         self.macs.remove_location(Location::Vtep(vtep))

@@ -282,6 +282,17 @@ impl MacTable {
         self.remove_location(Location::Port(port))
     }
 
+    /// The entry of `mac`, live or not.
+    pub fn entry(&self, mac: MacAddr) -> Option<MacEntry> {
+        let slot = self.index.get(&mac).and_then(|&i| self.slots.get(i))?;
+        Some(MacEntry {
+            mac: slot.mac,
+            location: slot.location,
+            last_seen: slot.last_seen,
+            pinned: slot.pinned,
+        })
+    }
+
     /// Every entry, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = MacEntry> + '_ {
         self.index.values().filter_map(|&i| {

@@ -36,11 +36,25 @@ pub enum DropReason {
     TxQueueFull,
     /// Writing to the egress port failed. Counted by the caller.
     TxError,
+    /// A VXLAN datagram from an address that is no node of the cluster. Counted by the
+    /// caller on the overlay port.
+    UnknownVtep,
+    /// A VXLAN datagram with another VNI. Counted by the caller on the overlay port.
+    WrongVni,
+    /// A VXLAN datagram without the I flag, or too short to hold a header and a frame.
+    /// Counted by the caller on the overlay port.
+    BadVxlan,
+    /// A frame larger than the pod MTU allows (it would need fragmenting on the
+    /// underlay, which vswitch never does silently). Counted by the caller.
+    TooBig,
+    /// A frame whose virtio-net offload header does not match its contents, so it could
+    /// not be segmented for the overlay. Counted by the caller.
+    BadOffload,
 }
 
 impl DropReason {
     /// The number of reasons.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 14;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -53,6 +67,11 @@ impl DropReason {
         DropReason::Hairpin,
         DropReason::TxQueueFull,
         DropReason::TxError,
+        DropReason::UnknownVtep,
+        DropReason::WrongVni,
+        DropReason::BadVxlan,
+        DropReason::TooBig,
+        DropReason::BadOffload,
     ];
 
     /// The counter label, e.g. `"port_security"`.
@@ -67,6 +86,11 @@ impl DropReason {
             DropReason::Hairpin => "hairpin",
             DropReason::TxQueueFull => "tx_queue_full",
             DropReason::TxError => "tx_error",
+            DropReason::UnknownVtep => "unknown_vtep",
+            DropReason::WrongVni => "wrong_vni",
+            DropReason::BadVxlan => "bad_vxlan",
+            DropReason::TooBig => "too_big",
+            DropReason::BadOffload => "bad_offload",
         }
     }
 
@@ -82,6 +106,11 @@ impl DropReason {
             DropReason::Hairpin => 6,
             DropReason::TxQueueFull => 7,
             DropReason::TxError => 8,
+            DropReason::UnknownVtep => 9,
+            DropReason::WrongVni => 10,
+            DropReason::BadVxlan => 11,
+            DropReason::TooBig => 12,
+            DropReason::BadOffload => 13,
         }
     }
 }
