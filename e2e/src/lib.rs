@@ -1,1 +1,55 @@
-//! Test harness for namespaces, daemons and CNI calls (being written).
+//! Test harness: the real `vswitchd`, `vswitchctl` and `vswitch-cni` binaries in real
+//! network namespaces.
+//!
+//! A test builds a [`Cluster`]: an underlay "fabric" namespace (a Linux bridge `br0`,
+//! 192.168.250.1/24, standing for the physical network, which the product never touches)
+//! and one namespace per node, joined to the fabric by a veth pair (`ul0`,
+//! 192.168.250.(10+i)/24 for node *i*, counted from 1), each running its own `vswitchd`.
+//! All daemons of a cluster share one `file:` store. Pods are made the way a container
+//! runtime makes them: a fresh network namespace and a `vswitch-cni` ADD
+//! ([`Node::add_pod`]).
+//!
+//! Every resource is a guard ([`Netns`], [`Daemon`], [`TempDir`], and the [`Cluster`] and
+//! [`Pod`] that hold them): dropping it removes it, also while a test panics, and a daemon
+//! dropped during a panic prints its log. Names carry the test process's id and a counter
+//! (`vt-<pid>-<n>-<role>`), so tests run in parallel threads and processes; leftovers of a
+//! killed run (namespaces, temporary directories) are removed by the next run.
+//!
+//! Binaries come from `$VSWITCH_BIN_DIR` if set, else from the profile directory of this
+//! very test build (`target/debug` for `cargo test`), else `<workspace>/target/debug`.
+//! They are not built by `cargo test`: run `cargo build --workspace --bins` first.
+//!
+//! Everything here needs root and panics with a clear message otherwise: a test that
+//! cannot run must not pass.
+#![deny(unsafe_code)]
+
+mod cluster;
+mod cmd;
+mod cni;
+mod ctl;
+mod daemon;
+mod env;
+mod links;
+mod net;
+mod netns;
+mod pod;
+#[allow(unsafe_code)]
+mod sys;
+mod tempdir;
+mod traffic;
+
+pub use cluster::{Cluster, Node, FABRIC_ADDRESS, UNDERLAY_PREFIX_LEN};
+pub use cmd::{run, run_ok, run_timeout, Finished};
+pub use cni::{netconf, with_prev_result, CniOutput, CniRequest};
+pub use ctl::{port_by_container, port_container_ids, ports, Ctl};
+pub use daemon::{Daemon, DaemonConfig};
+pub use env::{bin, bin_dir, next_id, preflight, require_root};
+pub use links::{
+    add_placeholder_link, default_route, devices_of_kind, ipv4_addresses, is_tap, link, links,
+    DefaultRoute,
+};
+pub use net::{mac_for_ip, parse_cidr, subnet_contains};
+pub use netns::Netns;
+pub use pod::{Pod, PodSpec};
+pub use tempdir::TempDir;
+pub use traffic::{ping, ping_within, tcp_transfer, TcpReport};

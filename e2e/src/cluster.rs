@@ -1,0 +1,303 @@
+//! The topology: an underlay fabric and N nodes, each a namespace with its own daemon.
+//!
+//! ```text
+//!   fabric ns:  br0 192.168.250.1/24 ── n1 ─┐ ── n2 ─┐ ...
+//!                                           │ veth   │ veth
+//!   node1 ns:   ul0 192.168.250.11/24 ──────┘        │      vswitchd --node node1
+//!   node2 ns:   ul0 192.168.250.12/24 ───────────────┘      vswitchd --node node2
+//! ```
+//!
+//! The fabric stands for the physical network; the product never touches it. Nodes are
+//! numbered from 1. All daemons share one `file:` cluster store in the cluster's
+//! temporary directory.
+#![forbid(unsafe_code)]
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::Value;
+
+use crate::cni::{netconf, CniOutput, CniRequest};
+use crate::ctl::Ctl;
+use crate::daemon::{Daemon, DaemonConfig};
+use crate::env::preflight;
+use crate::net::parse_cidr;
+use crate::netns::Netns;
+use crate::tempdir::TempDir;
+
+/// The fabric bridge's address; every node's default gateway on the underlay.
+pub const FABRIC_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 168, 250, 1);
+/// The underlay's prefix length.
+pub const UNDERLAY_PREFIX_LEN: u8 = 24;
+/// The most nodes a cluster can have on the /24 underlay.
+const MAX_NODES: usize = 200;
+
+/// One node: a namespace joined to the fabric by `ul0`, and its `vswitchd`.
+#[derive(Debug)]
+pub struct Node {
+    // Field order is drop order: the daemon goes before its namespace.
+    daemon: Mutex<Daemon>,
+    netns: Netns,
+    number: usize,
+    name: String,
+    underlay_ip: Ipv4Addr,
+    socket: PathBuf,
+}
+
+impl Node {
+    /// Its number, from 1.
+    pub fn number(&self) -> usize {
+        self.number
+    }
+
+    /// Its name in the cluster (`node<number>`, the daemon's `--node`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its namespace: "the host" for the daemon and the CNI plugin.
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+
+    /// Its underlay (VTEP) address, 192.168.250.(10+number).
+    pub fn underlay_ip(&self) -> Ipv4Addr {
+        self.underlay_ip
+    }
+
+    /// Its daemon's control socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Its daemon, to kill, stop, restart or read the log of.
+    ///
+    /// # Panics
+    /// When another thread panicked while holding it.
+    pub fn daemon(&self) -> MutexGuard<'_, Daemon> {
+        self.daemon.lock().expect("daemon lock poisoned")
+    }
+
+    /// `kill -9` its daemon.
+    pub fn kill9(&self) {
+        self.daemon().kill9();
+    }
+
+    /// Stops its daemon cleanly (SIGTERM).
+    pub fn stop(&self) {
+        self.daemon().stop();
+    }
+
+    /// Starts its daemon again with the same arguments (stopping it first if it runs) and
+    /// waits until it answers.
+    pub fn restart(&self) {
+        self.daemon().restart();
+    }
+
+    /// `vswitchctl` for its daemon.
+    pub fn ctl(&self) -> Ctl {
+        Ctl::new(&self.socket)
+    }
+
+    /// `vswitchctl show --json`.
+    pub fn show(&self) -> Value {
+        self.ctl().show()
+    }
+
+    /// `vswitchctl fdb --json`.
+    pub fn fdb(&self) -> Vec<Value> {
+        self.ctl().fdb()
+    }
+
+    /// Its pod subnet as `show --json` reports it (`"10.244.1.0/24"`).
+    ///
+    /// # Panics
+    /// When `show` fails or has no `subnet`.
+    pub fn subnet(&self) -> String {
+        let show = self.show();
+        show.get("subnet")
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("`show --json` has no `subnet`: {show}"))
+            .to_owned()
+    }
+
+    /// The address of its host port `vsw0` (the pods' gateway), from `show --json`.
+    ///
+    /// # Panics
+    /// When `show` fails or has no `host_port.address`.
+    pub fn gateway(&self) -> Ipv4Addr {
+        let show = self.show();
+        let address = show
+            .get("host_port")
+            .and_then(|h| h.get("address"))
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("`show --json` has no `host_port.address`: {show}"));
+        parse_cidr(address).0
+    }
+
+    /// The network configuration a runtime on this node hands the plugin.
+    pub fn netconf(&self, version: &str) -> Value {
+        netconf(&self.socket, version)
+    }
+
+    /// Runs the CNI plugin on this node (inside its namespace).
+    pub fn cni(&self, request: &CniRequest) -> CniOutput {
+        request.run_in(&self.netns)
+    }
+
+    /// CNI STATUS (cniVersion 1.1.0).
+    pub fn cni_status(&self) -> CniOutput {
+        self.cni(&CniRequest::new("STATUS").config(&self.netconf("1.1.0")))
+    }
+}
+
+/// A fabric and its nodes. Dropping it stops the daemons, then deletes the node and
+/// fabric namespaces and the temporary directory (store, state, sockets, logs).
+#[derive(Debug)]
+pub struct Cluster {
+    // Field order is drop order.
+    nodes: Vec<Node>,
+    fabric: Netns,
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// A fabric and `nodes` nodes, each with a running daemon.
+    ///
+    /// # Panics
+    /// When not root, a tool or binary is missing, or anything fails to come up.
+    pub fn new(nodes: usize) -> Cluster {
+        Cluster::with_daemon_args(nodes, &[])
+    }
+
+    /// As [`Cluster::new`], with extra flags for every daemon (e.g. `--mtu 1400`).
+    ///
+    /// # Panics
+    /// As [`Cluster::new`].
+    pub fn with_daemon_args(nodes: usize, extra: &[&str]) -> Cluster {
+        preflight();
+        assert!(
+            (1..=MAX_NODES).contains(&nodes),
+            "a cluster has 1 to {MAX_NODES} nodes, not {nodes}"
+        );
+        let dir = TempDir::new();
+        let fabric = Netns::new("fab");
+        fabric.ip_ok(&["link", "add", "br0", "type", "bridge"]);
+        fabric.ip_ok(&[
+            "addr",
+            "add",
+            &format!("{FABRIC_ADDRESS}/{UNDERLAY_PREFIX_LEN}"),
+            "dev",
+            "br0",
+        ]);
+        fabric.ip_ok(&["link", "set", "br0", "up"]);
+
+        let mut wired = Vec::with_capacity(nodes);
+        for number in 1..=nodes {
+            let underlay_ip = underlay_ip(number);
+            let netns = Netns::new(&format!("n{number}"));
+            let fabric_end = format!("n{number}");
+            netns.ip_ok(&[
+                "link",
+                "add",
+                "ul0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &fabric_end,
+                "netns",
+                fabric.name(),
+            ]);
+            fabric.ip_ok(&["link", "set", &fabric_end, "master", "br0", "up"]);
+            netns.ip_ok(&[
+                "addr",
+                "add",
+                &format!("{underlay_ip}/{UNDERLAY_PREFIX_LEN}"),
+                "dev",
+                "ul0",
+            ]);
+            netns.ip_ok(&["link", "set", "ul0", "up"]);
+            netns.ip_ok(&[
+                "route",
+                "add",
+                "default",
+                "via",
+                &FABRIC_ADDRESS.to_string(),
+            ]);
+            wired.push((number, underlay_ip, netns));
+        }
+
+        let store = dir.path().join("cluster.json");
+        let mut built = Vec::with_capacity(nodes);
+        for (number, underlay_ip, netns) in wired {
+            let name = format!("node{number}");
+            let socket = dir.path().join(format!("{name}.sock"));
+            let mut args: Vec<String> = vec![
+                "--node".into(),
+                name.clone(),
+                "--underlay-ip".into(),
+                underlay_ip.to_string(),
+                "--store".into(),
+                format!("file:{}", store.display()),
+                "--state-dir".into(),
+                dir.path().join(&name).display().to_string(),
+                "--socket".into(),
+                socket.display().to_string(),
+            ];
+            args.extend(extra.iter().map(|a| (*a).to_owned()));
+            let daemon = Daemon::start(DaemonConfig {
+                netns: netns.name().to_owned(),
+                args,
+                socket: socket.clone(),
+                log: dir.path().join(format!("{name}.log")),
+            });
+            built.push(Node {
+                daemon: Mutex::new(daemon),
+                netns,
+                number,
+                name,
+                underlay_ip,
+                socket,
+            });
+        }
+        Cluster {
+            nodes: built,
+            fabric,
+            dir,
+        }
+    }
+
+    /// Node `number`, counted from 1.
+    ///
+    /// # Panics
+    /// When there is no such node.
+    pub fn node(&self, number: usize) -> &Node {
+        number
+            .checked_sub(1)
+            .and_then(|i| self.nodes.get(i))
+            .unwrap_or_else(|| panic!("no node {number}: nodes are 1..={}", self.nodes.len()))
+    }
+
+    /// All nodes, node 1 first.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The underlay fabric's namespace.
+    pub fn fabric(&self) -> &Netns {
+        &self.fabric
+    }
+
+    /// The cluster's temporary directory (store, state dirs, sockets, logs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Node `number`'s underlay address: 192.168.250.(10+number).
+fn underlay_ip(number: usize) -> Ipv4Addr {
+    let host = u8::try_from(10 + number).expect("node number out of range");
+    Ipv4Addr::new(192, 168, 250, host)
+}
