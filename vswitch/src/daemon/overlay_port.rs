@@ -42,9 +42,10 @@ const MAX_SEGMENTS: usize = 160;
 /// the inner frame starts right after a virtio-net header's worth of room.
 pub const RECV_OFFSET: usize = VNET_HDR_LEN - VXLAN_HEADER_LEN;
 
-/// The overlay port of the data path.
-pub struct OverlayPort {
-    underlay: UdpUnderlay,
+/// The overlay port of the data path, over any [`Underlay`]: the UDP socket in the
+/// daemon, the in-memory mesh in tests.
+pub struct OverlayPort<U: Underlay = UdpUnderlay> {
+    underlay: U,
     vni: u32,
     /// The largest inner Ethernet frame the underlay carries: pod MTU + Ethernet + a tag.
     max_frame: usize,
@@ -56,10 +57,10 @@ pub struct OverlayPort {
     stride: usize,
 }
 
-impl OverlayPort {
+impl<U: Underlay> OverlayPort<U> {
     /// An overlay port sending and receiving on `underlay` with `vni`, for pods with MTU
     /// `mtu`.
-    pub fn new(underlay: UdpUnderlay, vni: u32, mtu: u32, stats: Arc<PortStats>) -> OverlayPort {
+    pub fn new(underlay: U, vni: u32, mtu: u32, stats: Arc<PortStats>) -> OverlayPort<U> {
         let max_frame = usize::try_from(mtu)
             .unwrap_or(usize::MAX)
             .saturating_add(ETHERNET_OVERHEAD);
@@ -221,7 +222,13 @@ impl AsRawFd for OverlayPort {
 }
 
 /// Sends one datagram, counting it as sent or dropped.
-fn transmit(underlay: &UdpUnderlay, stats: &PortStats, datagram: &[u8], vtep: Ipv4Addr, hint: u16) {
+fn transmit<U: Underlay>(
+    underlay: &U,
+    stats: &PortStats,
+    datagram: &[u8],
+    vtep: Ipv4Addr,
+    hint: u16,
+) {
     match underlay.send(datagram, vtep, hint) {
         Ok(()) => stats.record_tx(u64::try_from(datagram.len()).unwrap_or(u64::MAX)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
