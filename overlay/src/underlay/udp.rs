@@ -1,6 +1,13 @@
 //! The UDP-socket underlay: one non-blocking, close-on-exec IPv4 UDP socket bound to
-//! the VXLAN port. The kernel builds the outer IPv4 and UDP headers (RFC 7348 §5),
-//! routes, and picks the outer MACs.
+//! the VXLAN port to receive, and a small pool of sockets bound to ephemeral ports to
+//! send. The kernel builds the outer IPv4 and UDP headers (RFC 7348 §5), routes, and
+//! picks the outer MACs.
+//!
+//! RFC 7348 §5 recommends an outer UDP source port derived from a hash of the inner
+//! flow, so that multipath underlays (ECMP, LACP) spread flows. A UDP socket's source
+//! port is the one it is bound to, so the flow hash picks one of [`SEND_SOCKETS`] send
+//! sockets: one flow always leaves from the same port (no reordering), different flows
+//! spread over as many ports.
 #![forbid(unsafe_code)]
 
 use std::io;
@@ -16,6 +23,10 @@ use super::Underlay;
 /// datagrams needs far more than the usual 208 KiB default.
 pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
+/// How many send sockets (and so distinct outer source ports) the flow hash spreads
+/// flows over.
+pub const SEND_SOCKETS: usize = 16;
+
 /// The underlay as a kernel UDP socket.
 ///
 /// The socket is owned (closed on drop), non-blocking and close-on-exec. It has
@@ -24,6 +35,7 @@ pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 #[derive(Debug)]
 pub struct UdpUnderlay {
     socket: UdpSocket,
+    senders: Vec<UdpSocket>,
     peer_port: u16,
 }
 
@@ -56,7 +68,23 @@ impl UdpUnderlay {
             SocketAddr::V4(addr) => addr.port(),
             SocketAddr::V6(addr) => addr.port(),
         };
-        Ok(UdpUnderlay { socket, peer_port })
+        let senders = (0..SEND_SOCKETS)
+            .map(|_| {
+                let sender = Socket::new(
+                    Domain::IPV4,
+                    Type::DGRAM.nonblocking().cloexec(),
+                    Some(Protocol::UDP),
+                )?;
+                sender.set_send_buffer_size(SOCKET_BUFFER_BYTES)?;
+                sender.bind(&SocketAddr::V4(SocketAddrV4::new(local, 0)).into())?;
+                Ok(UdpSocket::from(sender))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(UdpUnderlay {
+            socket,
+            senders,
+            peer_port,
+        })
     }
 
     /// Sends to `port` on remote VTEPs instead of our own port (for a peer, such as a
@@ -87,14 +115,14 @@ impl UdpUnderlay {
 }
 
 impl Underlay for UdpUnderlay {
-    /// Sends with `sendto`. `src_port_hint` is ignored: a UDP socket's source port is
-    /// the one it is bound to, the VXLAN port, and choosing it per flow would take a
-    /// socket per port. Underlay ECMP then hashes on the outer addresses only;
-    /// AF_XDP, which writes its own UDP header, uses the hint.
-    fn send(&self, datagram: &[u8], dst: Ipv4Addr, _src_port_hint: u16) -> io::Result<()> {
+    /// Sends with `sendto` from the send socket `src_port_hint` picks (the hint is the
+    /// inner flow's hash, so one flow keeps one source port).
+    fn send(&self, datagram: &[u8], dst: Ipv4Addr, src_port_hint: u16) -> io::Result<()> {
         let to = SocketAddrV4::new(dst, self.peer_port);
+        let index = usize::from(src_port_hint) % self.senders.len().max(1);
+        let socket = self.senders.get(index).unwrap_or(&self.socket);
         loop {
-            match self.socket.send_to(datagram, to) {
+            match socket.send_to(datagram, to) {
                 Ok(sent) if sent == datagram.len() => return Ok(()),
                 Ok(sent) => {
                     return Err(io::Error::new(
@@ -181,6 +209,38 @@ mod tests {
         let (got, from) = recv_within(&a, &mut buf);
         assert_eq!((&buf[..got], from), (&b"reply-from-b"[..], addr_b));
         assert_eq!(a.recv(&mut buf).unwrap(), None, "nothing more waiting");
+    }
+
+    /// RFC 7348 §5: the outer source port follows the inner flow. One hint always
+    /// leaves from one port; different hints spread over several.
+    #[test]
+    fn source_port_follows_the_flow_hint() {
+        let (addr_a, addr_b) = (Ipv4Addr::new(127, 0, 10, 5), Ipv4Addr::new(127, 0, 10, 6));
+        let a = UdpUnderlay::bind(addr_a, 0).unwrap();
+        let receiver = UdpSocket::bind(SocketAddrV4::new(addr_b, a.peer_port())).unwrap();
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let mut port_of = |hint: u16| {
+            a.send(b"x", addr_b, hint).unwrap();
+            match receiver.recv_from(&mut buf).unwrap().1 {
+                SocketAddr::V4(from) => from.port(),
+                SocketAddr::V6(_) => unreachable!(),
+            }
+        };
+        let first = port_of(49_200);
+        assert_eq!(port_of(49_200), first, "one flow, one source port");
+        let ports: std::collections::HashSet<u16> = (0..64).map(|h| port_of(49_152 + h)).collect();
+        assert_eq!(
+            ports.len(),
+            SEND_SOCKETS,
+            "flows spread over every send socket"
+        );
+        assert!(
+            !ports.contains(&a.peer_port()),
+            "sent from ephemeral ports, not the VXLAN port"
+        );
     }
 
     #[test]
