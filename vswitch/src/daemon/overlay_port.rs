@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 use overlay::encap::emit_header;
 use overlay::{
-    decapsulate, segment, DecapError, GsoKind, Offload, UdpUnderlay, Underlay, VXLAN_HEADER_LEN,
+    decapsulate, segment, DecapError, GsoError, GsoKind, Offload, UdpUnderlay, Underlay,
+    VXLAN_HEADER_LEN,
 };
 
 use crate::switch::{DropReason, PortStats};
@@ -32,8 +33,10 @@ use crate::wire::virtio_net::{
     VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4,
 };
 
-/// Ethernet header plus one 802.1Q tag.
-const ETHERNET_OVERHEAD: usize = 14 + 4;
+/// The inner Ethernet header. The pod MTU is the underlay MTU less VXLAN's 50 bytes of
+/// outer headers, Ethernet included, so an inner frame of MTU + 14 fills the underlay
+/// exactly; a VLAN-tagged full-size frame would not fit and is dropped as too big.
+const ETHERNET_OVERHEAD: usize = 14;
 
 /// The most segments one super-frame may be cut into (64 KiB at an MSS of 536 is 123).
 const MAX_SEGMENTS: usize = 160;
@@ -169,6 +172,10 @@ impl<U: Underlay> OverlayPort<U> {
         };
         let count = match segment(ethernet, offload, out, self.stride, &mut self.lens) {
             Ok(count) => count,
+            // Segments that would not fit the underlay: the pod's MSS is above its MTU.
+            Err(GsoError::StrideTooSmall { .. } | GsoError::SegmentTooLong(_)) => {
+                return self.stats.record_drop(DropReason::TooBig)
+            }
             Err(_) => return self.stats.record_drop(DropReason::BadOffload),
         };
         let lens = self.lens.get(..count).unwrap_or_default();

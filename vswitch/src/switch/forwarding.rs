@@ -347,6 +347,13 @@ impl Switch {
         if owner_at.is_some_and(|at| at == from || at == Location::Port(ingress)) {
             return None;
         }
+        // A request from the overlay is answered only for an owner on a local port: the
+        // asker's own switch answers for pods it knows, and for one behind a third VTEP
+        // our answer would teach the asker that the MAC lives here, and its unicast
+        // would die as a hairpin. The owner's node answers instead.
+        if matches!(from, Location::Vtep(_)) && !matches!(owner_at, Some(Location::Port(_))) {
+            return None;
+        }
         write_arp_reply(arp, owner, reply).ok()
     }
 }
