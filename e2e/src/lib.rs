@@ -15,6 +15,13 @@
 //! (`vt-<pid>-<n>-<role>`), so tests run in parallel threads and processes; leftovers of a
 //! killed run (namespaces, temporary directories) are removed by the next run.
 //!
+//! For the overlay between nodes: a [`FabricHost`] is a namespace on the fabric that is
+//! no node of ours (a stranger, or a VTEP we add with `node add`); a [`KernelNode`] is one
+//! doing VXLAN with the Linux kernel's own bridge and `vxlan` device, with [`KernelPod`]s;
+//! a [`Capture`] runs `tshark` on the wire and [`read_fields`] decodes the capture with
+//! Wireshark's dissectors; [`send_datagrams`] sends hand-made VXLAN datagrams and returns
+//! the answers; [`udp_source_seen`] tells the source address a receiver saw (no NAT).
+//!
 //! Binaries come from `$VSWITCH_BIN_DIR` if set, else from the profile directory of this
 //! very test build (`target/debug` for `cargo test`), else `<workspace>/target/debug`.
 //! They are not built by `cargo test`: run `cargo build --workspace --bins` first.
@@ -23,12 +30,16 @@
 //! cannot run must not pass.
 #![deny(unsafe_code)]
 
+mod capture;
 mod cluster;
 mod cmd;
 mod cni;
 mod ctl;
 mod daemon;
+mod echo;
 mod env;
+mod fabric_host;
+mod kernel_vtep;
 mod links;
 mod net;
 mod netns;
@@ -37,13 +48,18 @@ mod pod;
 mod sys;
 mod tempdir;
 mod traffic;
+mod vxlan_probe;
 
+pub use capture::{count as capture_count, is_set, read_fields, require_tshark, Capture, Row};
 pub use cluster::{Cluster, Node, FABRIC_ADDRESS, UNDERLAY_PREFIX_LEN};
 pub use cmd::{run, run_ok, run_timeout, Finished};
 pub use cni::{netconf, with_prev_result, CniOutput, CniRequest};
 pub use ctl::{port_by_container, port_container_ids, ports, Ctl};
 pub use daemon::{Daemon, DaemonConfig};
+pub use echo::udp_source_seen;
 pub use env::{bin, bin_dir, next_id, preflight, require_root};
+pub use fabric_host::FabricHost;
+pub use kernel_vtep::{set_tx_checksum, KernelNode, KernelPod, VXLAN_PORT};
 pub use links::{
     add_placeholder_link, default_route, devices_of_kind, ipv4_addresses, is_tap, link, links,
     DefaultRoute,
@@ -53,3 +69,7 @@ pub use netns::Netns;
 pub use pod::{Pod, PodSpec};
 pub use tempdir::TempDir;
 pub use traffic::{ping, ping_within, tcp_transfer, TcpReport};
+pub use vxlan_probe::{
+    arp_request, format_mac, icmp_echo, internet_checksum, parse_arp, parse_mac, send_datagrams,
+    vxlan_datagram, vxlan_datagram_with_flags, vxlan_header, Arp, Received, FLAG_I,
+};
