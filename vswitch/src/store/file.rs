@@ -39,7 +39,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{overlaps, ClusterStore, NodeRecord, PodRecord, StoreError, MAX_NODE_SUBNET_LEN};
+use super::{
+    overlaps, ClusterStore, NodeRecord, ObjectKey, ObjectRecord, PodRecord, StoreError,
+    MAX_NODE_SUBNET_LEN,
+};
 use crate::ipnet::Ipv4Net;
 
 /// The format version this build reads and writes.
@@ -221,6 +224,32 @@ impl ClusterStore for FileStore {
     fn generation(&mut self) -> Result<u64, StoreError> {
         Ok(self.load()?.generation)
     }
+
+    fn apply_objects(
+        &mut self,
+        put: &[ObjectRecord],
+        delete: &[ObjectKey],
+    ) -> Result<(), StoreError> {
+        self.update(|doc| {
+            for key in delete {
+                doc.objects.retain(|o| &o.key != key);
+            }
+            for record in put {
+                match doc.objects.iter_mut().find(|o| o.key == record.key) {
+                    Some(existing) => *existing = record.clone(),
+                    None => doc.objects.push(record.clone()),
+                }
+            }
+            doc.objects.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(())
+        })
+    }
+
+    fn objects(&mut self) -> Result<Vec<ObjectRecord>, StoreError> {
+        let mut objects = self.load()?.objects;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
 }
 
 /// The store file's contents.
@@ -232,6 +261,10 @@ struct Document {
     generation: u64,
     nodes: BTreeMap<String, NodeEntry>,
     pods: Vec<PodRecord>,
+    /// Namespaces, pods' labels and ports, NetworkPolicies (`vswitchctl apply`). Absent
+    /// in files written before objects existed, which read as none.
+    #[serde(default)]
+    objects: Vec<ObjectRecord>,
 }
 
 /// A node as the file holds it; its name is the key of the `nodes` object.
@@ -259,6 +292,7 @@ impl Default for Document {
             generation: 0,
             nodes: BTreeMap::new(),
             pods: Vec::new(),
+            objects: Vec::new(),
         }
     }
 }
@@ -1009,6 +1043,7 @@ mod tests {
                 "subnet_len": 24,
                 "generation": 1,
                 "nodes": {"a": {"vtep": "192.168.0.1", "subnet": "10.244.0.0/24", "static": false}},
+                "objects": [],
                 "pods": []
             })
         );

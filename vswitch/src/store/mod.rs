@@ -69,6 +69,56 @@ pub struct PodRecord {
     pub ifname: String,
 }
 
+/// The kinds of Kubernetes object the store holds for NetworkPolicy: what
+/// `vswitchctl apply` writes and every node reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ObjectKind {
+    /// `v1` `Namespace`: its labels.
+    Namespace,
+    /// `v1` `Pod`: its labels and container ports, matched to attached pods by
+    /// namespace/name.
+    Pod,
+    /// `networking.k8s.io/v1` `NetworkPolicy`.
+    NetworkPolicy,
+}
+
+/// Which object: its kind, namespace (empty for a `Namespace`) and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectKey {
+    /// The kind.
+    pub kind: ObjectKind,
+    /// The namespace; empty for a `Namespace`.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+/// One stored object: its key and its validated document, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    /// Which object.
+    #[serde(flatten)]
+    pub key: ObjectKey,
+    /// The validated document (what `apply` parsed, normalized to JSON).
+    pub document: serde_json::Value,
+}
+
+/// Whether a backend reaches its store right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum StoreHealth {
+    /// Reads and writes reach the store.
+    Connected,
+    /// The store is out of reach: reads are served from the last known state, writes
+    /// fail at once with [`StoreError::Unavailable`].
+    Disconnected {
+        /// Unix time (seconds) when it was lost.
+        since_unix: u64,
+        /// The last error.
+        reason: String,
+    },
+}
+
 /// Why a cluster store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -125,6 +175,11 @@ pub enum StoreError {
     /// node subnet length that does not fit the cluster CIDR). The message says which.
     #[error("{0}")]
     Invalid(String),
+    /// The store cannot be reached now (etcd down or partitioned). Reads are served from
+    /// the last known state; this write was not made, and the caller may retry or
+    /// reconcile once [`ClusterStore::health`] says connected again.
+    #[error("cluster store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// What all nodes share: nodes, their subnets and VTEPs, and pods.
@@ -222,6 +277,28 @@ pub trait ClusterStore: Send {
     /// # Errors
     /// I/O and format errors.
     fn generation(&mut self) -> Result<u64, StoreError>;
+
+    /// Writes every record of `put` (replacing objects with the same key) and removes
+    /// every key of `delete` (absent ones are fine), all or nothing.
+    ///
+    /// # Errors
+    /// I/O and format errors, [`StoreError::Unavailable`]; on error nothing was written.
+    fn apply_objects(
+        &mut self,
+        put: &[ObjectRecord],
+        delete: &[ObjectKey],
+    ) -> Result<(), StoreError>;
+
+    /// Every stored object, sorted by key.
+    ///
+    /// # Errors
+    /// I/O and format errors.
+    fn objects(&mut self) -> Result<Vec<ObjectRecord>, StoreError>;
+
+    /// Whether the backend reaches its store now. The file backend always does.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Connected
+    }
 }
 
 /// Opens a store from its URL: `file:PATH` or `file://PATH` (the embedded store, see
