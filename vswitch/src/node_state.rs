@@ -246,6 +246,38 @@ impl NodeState {
         Ok(state)
     }
 
+    /// The node subnet that `dir/attachments.json` records, without locking or loading
+    /// the rest: what a restarting daemon falls back on when the cluster store is out of
+    /// reach. `Ok(None)` when there is no state file yet.
+    ///
+    /// # Errors
+    /// [`StateError::Io`], [`StateError::Corrupt`], [`StateError::UnsupportedVersion`].
+    pub fn recorded_subnet(dir: &Path) -> Result<Option<Ipv4Net>, StateError> {
+        let path = dir.join(STATE_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Io { path, source }),
+        };
+        let probe: VersionProbe =
+            serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        if probe.version != FORMAT_VERSION {
+            return Err(StateError::UnsupportedVersion {
+                path,
+                found: probe.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        Ok(Some(file.subnet))
+    }
+
     /// The node's pod subnet.
     pub fn subnet(&self) -> Ipv4Net {
         self.subnet

@@ -129,6 +129,13 @@ fn print_show(show: &ShowReply) {
     println!("node      {}", show.node);
     println!("subnet    {}  (cluster {})", show.subnet, show.cluster_cidr);
     println!("vtep      {}", show.vtep);
+    match &show.store.health {
+        vswitch::store::StoreHealth::Connected => println!("store     {} (connected)", show.store.url),
+        vswitch::store::StoreHealth::Disconnected { since_unix, reason } => println!(
+            "store     {} (DISCONNECTED since unix time {since_unix}: {reason}; forwarding with the last known state)",
+            show.store.url
+        ),
+    }
     println!("pod mtu   {}", show.mtu);
     let host = &show.host_port;
     println!(

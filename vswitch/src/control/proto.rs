@@ -206,6 +206,8 @@ pub struct ShowReply {
     pub host_port: HostPortInfo,
     /// The overlay port: VXLAN to the peers.
     pub overlay: OverlayInfo,
+    /// The cluster store and whether it is reachable.
+    pub store: StoreInfo,
     /// One entry per attached pod.
     pub ports: Vec<PortInfo>,
     /// The other nodes of the cluster.
@@ -223,6 +225,18 @@ pub struct HostPortInfo {
     pub mac: MacAddr,
     /// Its counters.
     pub counters: PortCounters,
+}
+
+/// The cluster store as `show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreInfo {
+    /// The `--store` URL.
+    pub url: String,
+    /// `connected`, or `disconnected` with since when and why (the data path keeps
+    /// forwarding with the last known state meanwhile).
+    pub health: crate::store::StoreHealth,
+    /// True while writes this node missed are waiting for the store to come back.
+    pub behind: bool,
 }
 
 /// The overlay port.

@@ -17,12 +17,12 @@ use std::sync::Arc;
 
 use crate::control::proto::{
     AttachmentKey, ControlError, ErrorCode, FdbEntry, HostPortInfo, OverlayInfo, PeerInfo,
-    PortCounters, PortInfo, Reply, Request, Response, ShowReply,
+    PortCounters, PortInfo, Reply, Request, Response, ShowReply, StoreInfo,
 };
 use crate::ipnet::Ipv4Net;
 use crate::mac::MacAddr;
 use crate::node_state::{Attachment, NodeState, StateError};
-use crate::store::{ClusterStore, NodeRecord, PodRecord};
+use crate::store::{ClusterStore, NodeRecord, PodRecord, StoreError, StoreHealth};
 use crate::switch::{Location, PortConfig, PortId, PortKind, PortStats, SwitchConfig};
 use crate::sys::tap::Tap;
 use crate::sys::{self, iface, netns, SysError};
@@ -99,6 +99,8 @@ pub struct ControlPlane {
     overlay_stats: Arc<PortStats>,
     /// The store generation last applied to the data path.
     synced_generation: Option<u64>,
+    /// Writes to the store were missed (it was unreachable): reconcile when it is back.
+    store_behind: bool,
     datapath: DatapathHandle,
 }
 
@@ -115,14 +117,33 @@ impl ControlPlane {
             source,
         };
         let mut store = crate::store::open(&config.store).map_err(store_err)?;
-        let node = store
-            .lease_subnet(
-                &config.node,
-                config.underlay_ip,
-                config.cluster_cidr,
-                config.node_subnet_len,
-            )
-            .map_err(store_err)?;
+        let node = match store.lease_subnet(
+            &config.node,
+            config.underlay_ip,
+            config.cluster_cidr,
+            config.node_subnet_len,
+        ) {
+            Ok(node) => node,
+            // The store is out of reach: a node that ran before keeps its subnet from its
+            // own state dir and serves its pods; the lease is renewed once it is back.
+            Err(StoreError::Unavailable(why)) => {
+                let recorded = NodeState::recorded_subnet(&config.state_dir)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| store_err(StoreError::Unavailable(why.clone())))?;
+                eprintln!(
+                    "vswitchd: cluster store unavailable ({why}); starting with subnet {recorded} from {}, to be confirmed when it is back",
+                    config.state_dir.display()
+                );
+                NodeRecord {
+                    name: config.node.clone(),
+                    vtep: config.underlay_ip,
+                    subnet: recorded,
+                    is_static: false,
+                }
+            }
+            Err(e) => return Err(store_err(e)),
+        };
         let state = NodeState::open(&config.state_dir, node.subnet).map_err(|source| {
             StartError::State {
                 dir: config.state_dir.display().to_string(),
@@ -177,6 +198,7 @@ impl ControlPlane {
             },
             overlay_stats,
             synced_generation: None,
+            store_behind: true,
             datapath,
         };
         plane.reattach_all();
@@ -300,21 +322,19 @@ impl ControlPlane {
         .and_then(|made| made)
         .map_err(sys_error)?;
 
-        let pod = PodRecord {
-            namespace: attachment.pod_namespace.clone(),
-            name: attachment.pod_name.clone(),
-            node: self.config.node.clone(),
-            ip: attachment.ip,
-            mac: attachment.mac,
-            container_id: attachment.key.container_id.clone(),
-            ifname: attachment.key.ifname.clone(),
-        };
-        if let Err(e) = self.store.put_pod(&pod) {
-            let _ = tap.set_persist(false);
-            return Err(ControlError::new(
-                ErrorCode::Io,
-                format!("recording the pod in the cluster store: {e}"),
-            ));
+        let pod = pod_record(&self.config.node, attachment);
+        match self.store.put_pod(&pod) {
+            Ok(()) => {}
+            // The pod works without the store (IPAM is node-local); the record is written
+            // by the reconciliation once the store is back.
+            Err(StoreError::Unavailable(_)) => self.store_behind = true,
+            Err(e) => {
+                let _ = tap.set_persist(false);
+                return Err(ControlError::new(
+                    ErrorCode::Io,
+                    format!("recording the pod in the cluster store: {e}"),
+                ));
+            }
         }
         self.attach(attachment, tap);
         Ok(self.port_info(attachment))
@@ -401,10 +421,65 @@ impl ControlPlane {
         }
     }
 
+    /// Makes the store say what this node knows: its node record and subnet lease, and
+    /// exactly its own pods (as the state dir lists them). Run at start and whenever the
+    /// store comes back after writes were missed; `store_behind` stays set until it
+    /// succeeds.
+    pub fn reconcile_store(&mut self) {
+        match self.reconcile() {
+            Ok(()) => self.store_behind = false,
+            Err(e) => {
+                if !matches!(e, StoreError::Unavailable(_)) {
+                    eprintln!(
+                        "vswitchd: reconciling this node's records in the cluster store: {e}"
+                    );
+                }
+                self.store_behind = true;
+            }
+        }
+    }
+
+    fn reconcile(&mut self) -> Result<(), StoreError> {
+        let node = self.store.lease_subnet(
+            &self.config.node,
+            self.config.underlay_ip,
+            self.config.cluster_cidr,
+            self.config.node_subnet_len,
+        )?;
+        if node.subnet != self.node.subnet {
+            eprintln!(
+                "vswitchd: the cluster store now gives this node subnet {}, but its pods hold addresses of {}; keeping {} (restore the store, or drain and restart this node)",
+                node.subnet, self.node.subnet, self.node.subnet
+            );
+        }
+        let own = self.config.node.clone();
+        let wanted: Vec<PodRecord> = self
+            .state
+            .attachments()
+            .map(|a| pod_record(&own, a))
+            .collect();
+        for stale in self.store.pods()?.into_iter().filter(|p| p.node == own) {
+            if !wanted.contains(&stale) {
+                self.store
+                    .remove_pod(&own, &stale.container_id, &stale.ifname)?;
+            }
+        }
+        let present = self.store.pods()?;
+        for pod in wanted {
+            if !present.contains(&pod) {
+                self.store.put_pod(&pod)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Applies the cluster store to the data path when it changed since the last call:
     /// the peer VTEPs, and the stations (pods and `vsw0`s) of the other nodes. Cheap when
     /// nothing changed (one generation read), so the daemon calls it every 250 ms.
     pub fn sync_from_store(&mut self) {
+        if self.store_behind && self.store.health() == StoreHealth::Connected {
+            self.reconcile_store();
+        }
         let generation = match self.store.generation() {
             Ok(generation) => generation,
             Err(e) => {
@@ -527,10 +602,13 @@ impl ControlPlane {
             .store
             .remove_pod(&self.config.node, &key.container_id, &key.ifname)
         {
-            eprintln!(
-                "vswitchd: DEL {}: removing the pod from the cluster store: {e}",
-                key.container_id
-            );
+            if !matches!(e, StoreError::Unavailable(_)) {
+                eprintln!(
+                    "vswitchd: DEL {}: removing the pod from the cluster store: {e}",
+                    key.container_id
+                );
+            }
+            self.store_behind = true;
         }
         Ok(())
     }
@@ -690,6 +768,11 @@ impl ControlPlane {
                 mac: self.host.mac,
                 counters: counters(&self.host.stats),
             },
+            store: StoreInfo {
+                url: self.config.store.clone(),
+                health: self.store.health(),
+                behind: self.store_behind,
+            },
             overlay: OverlayInfo {
                 vni: self.config.vni,
                 vxlan_port: self.config.vxlan_port,
@@ -736,6 +819,19 @@ impl ControlPlane {
                 age_secs: idle.as_secs(),
             })
             .collect())
+    }
+}
+
+/// The store record of one of this node's attachments.
+fn pod_record(node: &str, attachment: &Attachment) -> PodRecord {
+    PodRecord {
+        namespace: attachment.pod_namespace.clone(),
+        name: attachment.pod_name.clone(),
+        node: node.to_owned(),
+        ip: attachment.ip,
+        mac: attachment.mac,
+        container_id: attachment.key.container_id.clone(),
+        ifname: attachment.key.ifname.clone(),
     }
 }
 
