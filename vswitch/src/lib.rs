@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod ipnet;
 pub mod mac;
 pub mod node_state;
+pub mod policy;
 pub mod store;
 pub mod switch;
 #[allow(unsafe_code)]

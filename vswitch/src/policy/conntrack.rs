@@ -1,0 +1,433 @@
+//! The connection table: which flows were allowed, so that their later packets and their
+//! replies pass with one lookup, without evaluating policy again.
+//!
+//! A [`Flow`] is the 5-tuple of one packet (ICMP echo uses its identifier as both ports,
+//! so a request and its reply are one flow). Both directions of a connection map to one
+//! entry: the key is the flow with its two ends in a fixed order, and the entry remembers
+//! which end opened it. State is tracked just enough to pick a timeout: TCP waits for the
+//! reply to the SYN, then counts as established, and as closing once a FIN or RST passes.
+//!
+//! Invariants:
+//! - The table never holds more than `capacity` entries: inserting into a full table
+//!   first removes expired entries, then the least recently seen one, and counts it.
+//! - A lookup never returns an expired entry.
+//! - No allocation per packet once the table is warm: a lookup of a known flow only
+//!   updates its entry in place.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+/// IP protocol numbers the table knows about.
+pub mod proto {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// SCTP.
+    pub const SCTP: u8 = 132;
+}
+
+/// TCP flag bits, as in the TCP header's flags byte.
+pub mod tcp_flags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+}
+
+/// One packet's flow: addresses, transport ports (ICMP echo: the identifier for both),
+/// protocol, and the TCP flags it carries (0 for other protocols).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// IP protocol.
+    pub protocol: u8,
+    /// TCP flags of this packet.
+    pub tcp_flags: u8,
+}
+
+impl Flow {
+    /// The same flow seen from the other end.
+    pub fn reversed(self) -> Flow {
+        Flow {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            ..self
+        }
+    }
+
+    fn key(self) -> (Key, bool) {
+        let forward = (self.src, self.src_port) <= (self.dst, self.dst_port);
+        let (low, high) = if forward {
+            ((self.src, self.src_port), (self.dst, self.dst_port))
+        } else {
+            ((self.dst, self.dst_port), (self.src, self.src_port))
+        };
+        (
+            Key {
+                low,
+                high,
+                protocol: self.protocol,
+            },
+            forward,
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    low: (Ipv4Addr, u16),
+    high: (Ipv4Addr, u16),
+    protocol: u8,
+}
+
+/// Which way a tracked packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tracked {
+    /// From the end that opened the connection.
+    Original,
+    /// From the other end: a reply.
+    Reply,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// TCP: SYN seen, no reply yet.
+    Opening,
+    /// Both directions seen (or a non-TCP flow that was answered).
+    Established,
+    /// A non-TCP flow with no reply yet.
+    Unreplied,
+    /// TCP: FIN or RST seen.
+    Closing,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// True when the opener is the key's `low` end.
+    opened_by_low: bool,
+    state: State,
+    last_seen: Instant,
+}
+
+/// Idle timeouts and the size bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTrackConfig {
+    /// Most entries held at once.
+    pub capacity: usize,
+    /// TCP, from the SYN until the reply to it.
+    pub tcp_opening: Duration,
+    /// TCP, once established.
+    pub tcp_established: Duration,
+    /// TCP, after a FIN or RST.
+    pub tcp_closing: Duration,
+    /// UDP, SCTP and ICMP before a reply.
+    pub unreplied: Duration,
+    /// UDP, SCTP and ICMP after a reply.
+    pub replied: Duration,
+}
+
+impl Default for ConnTrackConfig {
+    fn default() -> Self {
+        ConnTrackConfig {
+            capacity: 262_144,
+            tcp_opening: Duration::from_secs(30),
+            tcp_established: Duration::from_secs(3600),
+            tcp_closing: Duration::from_secs(30),
+            unreplied: Duration::from_secs(30),
+            replied: Duration::from_secs(180),
+        }
+    }
+}
+
+/// The connection table.
+#[derive(Debug)]
+pub struct ConnTrack {
+    config: ConnTrackConfig,
+    entries: HashMap<Key, Entry>,
+    evictions: u64,
+}
+
+impl ConnTrack {
+    /// An empty table.
+    pub fn new(config: ConnTrackConfig) -> ConnTrack {
+        ConnTrack {
+            config,
+            entries: HashMap::with_capacity(config.capacity.min(1 << 16)),
+            evictions: 0,
+        }
+    }
+
+    /// The number of live or not yet removed entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the table holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries removed to make room for new ones.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Looks `flow` up at `now`. A tracked packet refreshes its entry and moves its state
+    /// on (a reply establishes; FIN or RST closes); the answer says which way it goes.
+    /// `None` for a flow the table does not hold (or holds expired).
+    pub fn track(&mut self, now: Instant, flow: Flow) -> Option<Tracked> {
+        let (key, forward) = flow.key();
+        let timeout = {
+            let entry = self.entries.get(&key)?;
+            self.timeout(flow.protocol, entry.state)
+        };
+        let entry = self.entries.get_mut(&key)?;
+        if now.saturating_duration_since(entry.last_seen) > timeout {
+            self.entries.remove(&key);
+            return None;
+        }
+        let direction = if forward == entry.opened_by_low {
+            Tracked::Original
+        } else {
+            Tracked::Reply
+        };
+        entry.last_seen = now;
+        entry.state = next_state(entry.state, flow, direction);
+        Some(direction)
+    }
+
+    /// Records that policy allowed `flow` to open a connection at `now`. A full table
+    /// first drops expired entries, then its least recently seen one.
+    pub fn open(&mut self, now: Instant, flow: Flow) {
+        let (key, forward) = flow.key();
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.config.capacity {
+            if self.expire(now) == 0 {
+                self.evict_oldest();
+            }
+            if self.entries.len() >= self.config.capacity {
+                return;
+            }
+        }
+        let state = match flow.protocol {
+            proto::TCP if flow.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 => State::Closing,
+            proto::TCP if flow.tcp_flags & tcp_flags::SYN != 0 => State::Opening,
+            // A TCP connection picked up mid-stream (after a restart): both sides talk.
+            proto::TCP => State::Established,
+            _ => State::Unreplied,
+        };
+        self.entries.insert(
+            key,
+            Entry {
+                opened_by_low: forward,
+                state,
+                last_seen: now,
+            },
+        );
+    }
+
+    /// Removes every entry idle past its timeout at `now`; returns how many went.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let before = self.entries.len();
+        let config = self.config;
+        self.entries.retain(|key, entry| {
+            now.saturating_duration_since(entry.last_seen)
+                <= timeout_for(&config, key.protocol, entry.state)
+        });
+        before - self.entries.len()
+    }
+
+    /// Forgets every connection (a policy change that must apply to established flows).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    fn evict_oldest(&mut self) {
+        let oldest = self
+            .entries
+            .iter()
+            .min_by_key(|(_, entry)| entry.last_seen)
+            .map(|(key, _)| *key);
+        if let Some(key) = oldest {
+            self.entries.remove(&key);
+            self.evictions += 1;
+        }
+    }
+
+    fn timeout(&self, protocol: u8, state: State) -> Duration {
+        timeout_for(&self.config, protocol, state)
+    }
+}
+
+fn timeout_for(config: &ConnTrackConfig, protocol: u8, state: State) -> Duration {
+    match (protocol, state) {
+        (proto::TCP, State::Opening) => config.tcp_opening,
+        (proto::TCP, State::Closing) => config.tcp_closing,
+        (proto::TCP, _) => config.tcp_established,
+        (_, State::Unreplied | State::Opening) => config.unreplied,
+        (_, _) => config.replied,
+    }
+}
+
+fn next_state(state: State, flow: Flow, direction: Tracked) -> State {
+    if flow.protocol == proto::TCP && flow.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 {
+        return State::Closing;
+    }
+    match (state, direction) {
+        (State::Opening | State::Unreplied, Tracked::Reply) => State::Established,
+        (state, _) => state,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, protocol: u8, flags: u8) -> Flow {
+        Flow {
+            src: Ipv4Addr::from(src),
+            dst: Ipv4Addr::from(dst),
+            src_port: sport,
+            dst_port: dport,
+            protocol,
+            tcp_flags: flags,
+        }
+    }
+
+    const A: [u8; 4] = [10, 244, 0, 2];
+    const B: [u8; 4] = [10, 244, 1, 2];
+
+    #[test]
+    fn replies_of_an_opened_flow_pass_and_strangers_do_not() {
+        let mut table = ConnTrack::new(ConnTrackConfig::default());
+        let now = Instant::now();
+        let syn = flow(A, 40000, B, 80, proto::TCP, tcp_flags::SYN);
+        assert_eq!(table.track(now, syn), None);
+        table.open(now, syn);
+        let syn_ack = flow(B, 80, A, 40000, proto::TCP, tcp_flags::SYN | tcp_flags::ACK);
+        assert_eq!(table.track(now, syn_ack), Some(Tracked::Reply));
+        assert_eq!(
+            table.track(now, flow(A, 40000, B, 80, proto::TCP, tcp_flags::ACK)),
+            Some(Tracked::Original)
+        );
+        // Another port of the same hosts is another flow.
+        assert_eq!(
+            table.track(now, flow(B, 80, A, 40001, proto::TCP, tcp_flags::ACK)),
+            None
+        );
+        // So is another protocol.
+        assert_eq!(table.track(now, flow(B, 80, A, 40000, proto::UDP, 0)), None);
+    }
+
+    #[test]
+    fn timeouts_follow_the_state() {
+        let config = ConnTrackConfig::default();
+        let mut table = ConnTrack::new(config);
+        let t0 = Instant::now();
+        let syn = flow(A, 1, B, 2, proto::TCP, tcp_flags::SYN);
+        table.open(t0, syn);
+        // Unanswered SYN: gone after the opening timeout.
+        assert_eq!(
+            table.track(t0 + config.tcp_opening + Duration::from_secs(1), syn),
+            None
+        );
+
+        table.open(t0, syn);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(table.track(t1, syn.reversed()), Some(Tracked::Reply));
+        // Established: long idle is fine.
+        let t2 = t1 + config.tcp_opening * 10;
+        assert_eq!(table.track(t2, syn), Some(Tracked::Original));
+        // A FIN closes: short timeout again.
+        let fin = flow(A, 1, B, 2, proto::TCP, tcp_flags::FIN | tcp_flags::ACK);
+        assert_eq!(table.track(t2, fin), Some(Tracked::Original));
+        assert_eq!(
+            table.track(t2 + config.tcp_closing + Duration::from_secs(1), fin),
+            None
+        );
+    }
+
+    #[test]
+    fn udp_and_icmp_are_tracked_both_ways() {
+        let config = ConnTrackConfig::default();
+        let mut table = ConnTrack::new(config);
+        let t0 = Instant::now();
+        let dns = flow(A, 5353, B, 53, proto::UDP, 0);
+        table.open(t0, dns);
+        assert_eq!(table.track(t0, dns.reversed()), Some(Tracked::Reply));
+        // Replied: the longer timeout applies.
+        let later = t0 + config.unreplied + Duration::from_secs(1);
+        assert_eq!(table.track(later, dns), Some(Tracked::Original));
+
+        let echo = flow(A, 7, B, 7, proto::ICMP, 0);
+        table.open(t0, echo);
+        assert_eq!(table.track(t0, echo.reversed()), Some(Tracked::Reply));
+        assert_eq!(table.expire(t0 + config.replied * 2), 2);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_evicts_the_oldest() {
+        let config = ConnTrackConfig {
+            capacity: 4,
+            ..ConnTrackConfig::default()
+        };
+        let mut table = ConnTrack::new(config);
+        let t0 = Instant::now();
+        for port in 0..4u16 {
+            table.open(
+                t0 + Duration::from_secs(u64::from(port)),
+                flow(A, port, B, 80, proto::UDP, 0),
+            );
+        }
+        assert_eq!(table.len(), 4);
+        table.open(
+            t0 + Duration::from_secs(10),
+            flow(A, 100, B, 80, proto::UDP, 0),
+        );
+        assert_eq!(table.len(), 4);
+        assert_eq!(table.evictions(), 1);
+        let now = t0 + Duration::from_secs(10);
+        assert_eq!(
+            table.track(now, flow(A, 0, B, 80, proto::UDP, 0)),
+            None,
+            "the oldest went"
+        );
+        assert!(table.track(now, flow(A, 1, B, 80, proto::UDP, 0)).is_some());
+        assert!(table
+            .track(now, flow(A, 100, B, 80, proto::UDP, 0))
+            .is_some());
+        // Expired entries go before live ones are evicted.
+        let much_later = now + config.unreplied * 2;
+        table.open(much_later, flow(A, 200, B, 80, proto::UDP, 0));
+        assert_eq!(table.evictions(), 1);
+        assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn clear_forgets_everything() {
+        let mut table = ConnTrack::new(ConnTrackConfig::default());
+        let now = Instant::now();
+        let f = flow(A, 1, B, 2, proto::UDP, 0);
+        table.open(now, f);
+        table.clear();
+        assert_eq!(table.track(now, f.reversed()), None);
+    }
+}
