@@ -475,7 +475,7 @@ fn check_name(name: &str) -> Result<(), StoreError> {
 }
 
 /// The lowest block of length `len` in `cluster` that overlaps none of `taken`.
-fn lowest_free_block(cluster: Ipv4Net, len: u8, taken: &[Ipv4Net]) -> Option<Ipv4Net> {
+pub(crate) fn lowest_free_block(cluster: Ipv4Net, len: u8, taken: &[Ipv4Net]) -> Option<Ipv4Net> {
     let count = cluster.subnet_count(len);
     let step = 1u64 << (32 - u32::from(len.min(32)));
     let base = u64::from(u32::from(cluster.network().addr()));

@@ -5,9 +5,10 @@
 //! operator as a static node), and one [`PodRecord`] per attached pod. Daemons read it to
 //! learn their peers and the pods behind them; each writes its own node and pods.
 //!
-//! [`ClusterStore`] is the interface; [`open`] picks a backend from the `--store` URL.
+//! [`ClusterStore`] is the interface; [`open_with`] picks a backend from the `--store` URL.
 //! The embedded backend is [`file::FileStore`], one JSON file that several daemons on one
-//! machine may share. An etcd backend is meant to come later behind the same trait.
+//! machine may share; [`etcd::EtcdStore`] keeps the store in etcd for a cluster of
+//! machines. `docs/store.md` describes both formats.
 //!
 //! Invariants every backend keeps:
 //! - No two nodes' subnets overlap, and once the cluster CIDR is recorded every node's
@@ -20,6 +21,7 @@
 //! - [`ClusterStore::generation`] changes whenever the contents change, and only then.
 #![forbid(unsafe_code)]
 
+pub mod etcd;
 pub mod file;
 
 use std::io;
@@ -184,8 +186,10 @@ pub enum StoreError {
 
 /// What all nodes share: nodes, their subnets and VTEPs, and pods.
 ///
-/// Every method reads the store fresh; nothing is cached between calls, so several
-/// daemons (and `vswitchctl`) may use one store at once.
+/// Several daemons (and `vswitchctl`) may use one store at once. The file backend reads
+/// the file fresh on every call; the etcd backend reads from a cache that a watch keeps
+/// current (a change reaches every handle within a second) and that holds a handle's own
+/// writes once they return.
 pub trait ClusterStore: Send {
     /// Leases this node's subnet: the same one it held before (keyed by node name) or the
     /// lowest free `subnet_len` block of `cluster` (skipping blocks held by any node,
@@ -301,13 +305,45 @@ pub trait ClusterStore: Send {
     }
 }
 
-/// Opens a store from its URL: `file:PATH` or `file://PATH` (the embedded store, see
-/// [`file::FileStore`]), or `etcd://HOST:PORT[,HOST:PORT...]`.
+/// TLS to etcd: `--etcd-cacert`, `--etcd-cert`, `--etcd-key` (PEM files). All `None`
+/// (the default) is plain HTTP; with any of them set the store speaks HTTPS, verifying
+/// etcd's certificate against `cacert` (required then), and presents `cert` with `key` as
+/// its client certificate when both are given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// The CA certificate that signed etcd's server certificate.
+    pub cacert: Option<PathBuf>,
+    /// This client's certificate (etcd's `--client-cert-auth`).
+    pub cert: Option<PathBuf>,
+    /// The key of `cert`.
+    pub key: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    /// True when no TLS file is given.
+    pub fn is_empty(&self) -> bool {
+        self.cacert.is_none() && self.cert.is_none() && self.key.is_none()
+    }
+}
+
+/// Opens a store from its URL with no etcd TLS: [`open_with`] with [`EtcdTls::default`].
 ///
 /// # Errors
-/// [`StoreError::Url`] for an unknown scheme, an empty path, and for `etcd://`, whose
-/// backend is not built yet; the errors of [`file::FileStore::open`].
+/// As [`open_with`].
 pub fn open(url: &str) -> Result<Box<dyn ClusterStore>, StoreError> {
+    open_with(url, &EtcdTls::default())
+}
+
+/// Opens a store from its URL: `file:PATH` or `file://PATH` (the embedded store, see
+/// [`file::FileStore`]), or `etcd://HOST:PORT[,HOST:PORT...]` (see [`etcd::EtcdStore`],
+/// connected with `tls` and the default [`etcd::EtcdOptions`]).
+///
+/// # Errors
+/// [`StoreError::Url`] for an unknown scheme, an empty path, a malformed etcd endpoint,
+/// or TLS files given with a `file:` store; the errors of [`file::FileStore::open`] and
+/// [`etcd::EtcdStore::connect`] (notably [`StoreError::Unavailable`] when etcd does not
+/// answer).
+pub fn open_with(url: &str, tls: &EtcdTls) -> Result<Box<dyn ClusterStore>, StoreError> {
     if let Some(rest) = url.strip_prefix("file:") {
         // `file:///var/lib/x` and `file:/var/lib/x` both name /var/lib/x.
         let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -316,16 +352,54 @@ pub fn open(url: &str) -> Result<Box<dyn ClusterStore>, StoreError> {
                 "store URL `{url}` names no file; expected file:PATH, e.g. file:/var/lib/vswitch/cluster.json"
             )));
         }
+        if !tls.is_empty() {
+            return Err(StoreError::Url(format!(
+                "--etcd-cacert, --etcd-cert and --etcd-key apply to an etcd:// store only, not to `{url}`"
+            )));
+        }
         return Ok(Box::new(file::FileStore::open(PathBuf::from(path))?));
     }
-    if url.starts_with("etcd://") {
-        return Err(StoreError::Url(format!(
-            "store URL `{url}`: the etcd backend is not built yet; use the embedded store, --store file:PATH"
-        )));
+    if let Some(rest) = url.strip_prefix("etcd://") {
+        let endpoints = etcd_endpoints(url, rest)?;
+        let options = etcd::EtcdOptions {
+            tls: tls.clone(),
+            ..etcd::EtcdOptions::default()
+        };
+        return Ok(Box::new(etcd::EtcdStore::connect(&endpoints, &options)?));
     }
     Err(StoreError::Url(format!(
         "store URL `{url}` has an unknown scheme; expected file:PATH or etcd://HOST:PORT[,HOST:PORT...]"
     )))
+}
+
+/// The `HOST:PORT` endpoints of an `etcd://` URL (`rest` is what follows the scheme).
+fn etcd_endpoints(url: &str, rest: &str) -> Result<Vec<String>, StoreError> {
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let bad = |why: &str| {
+        StoreError::Url(format!(
+            "store URL `{url}`: {why}; expected etcd://HOST:PORT[,HOST:PORT...], e.g. etcd://10.0.0.1:2379,10.0.0.2:2379"
+        ))
+    };
+    if rest.is_empty() {
+        return Err(bad("no endpoint"));
+    }
+    rest.split(',')
+        .map(|endpoint| {
+            let (host, port) = endpoint
+                .rsplit_once(':')
+                .ok_or_else(|| bad(&format!("endpoint `{endpoint}` has no port")))?;
+            let host_ok = !host.is_empty()
+                && !host.contains(['/', '@', '?', '#', ' '])
+                && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+            if !host_ok {
+                return Err(bad(&format!("endpoint `{endpoint}` has no valid host")));
+            }
+            match port.parse::<u16>() {
+                Ok(p) if p != 0 => Ok(endpoint.to_owned()),
+                _ => Err(bad(&format!("endpoint `{endpoint}` has no valid port"))),
+            }
+        })
+        .collect()
 }
 
 /// True when the two prefixes share at least one address.
@@ -340,7 +414,14 @@ mod tests {
     #[test]
     fn open_rejects_bad_urls() {
         for (url, needle) in [
-            ("etcd://10.0.0.1:2379", "not built yet"),
+            ("etcd://", "no endpoint"),
+            ("etcd://10.0.0.1", "has no port"),
+            ("etcd://10.0.0.1:2379,", "no port"),
+            ("etcd://10.0.0.1:0", "no valid port"),
+            ("etcd://10.0.0.1:x", "no valid port"),
+            ("etcd://:2379", "no valid host"),
+            ("etcd://user@h:2379", "no valid host"),
+            ("etcd://h:2379/path", "no valid port"),
             ("file:", "names no file"),
             ("file://", "names no file"),
             ("http://x", "unknown scheme"),
@@ -352,6 +433,22 @@ mod tests {
                 Ok(_) => panic!("{url}: opened"),
             }
         }
+    }
+
+    #[test]
+    fn etcd_urls() {
+        assert_eq!(
+            etcd_endpoints("u", "10.0.0.1:2379,etcd-b:2379,[fd00::1]:2379/").unwrap(),
+            vec!["10.0.0.1:2379", "etcd-b:2379", "[fd00::1]:2379"]
+        );
+        let tls = EtcdTls {
+            cacert: Some("/ca.pem".into()),
+            ..EtcdTls::default()
+        };
+        assert!(matches!(
+            open_with("file:/tmp/x.json", &tls),
+            Err(StoreError::Url(m)) if m.contains("etcd:// store only")
+        ));
     }
 
     #[test]
