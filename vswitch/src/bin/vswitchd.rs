@@ -45,6 +45,15 @@ struct Args {
     /// Pod MTU [default: underlay MTU - 50]
     #[arg(long, value_name = "N")]
     mtu: Option<u32>,
+    /// CA certificate (PEM) that signs the etcd servers' certificates; turns on TLS
+    #[arg(long, value_name = "FILE")]
+    etcd_cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd, with --etcd-key
+    #[arg(long, value_name = "FILE")]
+    etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd, with --etcd-cert
+    #[arg(long, value_name = "FILE")]
+    etcd_key: Option<PathBuf>,
 }
 
 fn main() {
@@ -61,6 +70,11 @@ fn main() {
         vni: args.vni,
         vxlan_port: args.vxlan_port,
         mtu: args.mtu,
+        etcd_tls: vswitch::store::EtcdTls {
+            cacert: args.etcd_cacert,
+            cert: args.etcd_cert,
+            key: args.etcd_key,
+        },
     };
     let result = flags
         .resolve()

@@ -42,6 +42,8 @@ pub struct DaemonConfig {
     pub vxlan_port: u16,
     /// The pod MTU.
     pub mtu: u32,
+    /// TLS files for an etcd store.
+    pub etcd_tls: crate::store::EtcdTls,
 }
 
 /// What the flags gave, before defaults are resolved against the node.
@@ -69,6 +71,8 @@ pub struct DaemonFlags {
     pub vxlan_port: Option<u16>,
     /// `--mtu`.
     pub mtu: Option<u32>,
+    /// `--etcd-cacert`, `--etcd-cert`, `--etcd-key`.
+    pub etcd_tls: crate::store::EtcdTls,
 }
 
 /// A configuration the daemon cannot run with.
@@ -197,6 +201,7 @@ impl DaemonFlags {
             vni,
             vxlan_port,
             mtu,
+            etcd_tls: self.etcd_tls,
         })
     }
 }

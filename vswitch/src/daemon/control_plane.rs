@@ -116,7 +116,8 @@ impl ControlPlane {
             url: config.store.clone(),
             source,
         };
-        let mut store = crate::store::open(&config.store).map_err(store_err)?;
+        let mut store =
+            crate::store::open_with(&config.store, &config.etcd_tls).map_err(store_err)?;
         let node = match store.lease_subnet(
             &config.node,
             config.underlay_ip,
