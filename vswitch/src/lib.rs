@@ -11,6 +11,7 @@
 pub mod control;
 pub mod daemon;
 pub mod ipnet;
+pub mod k8s;
 pub mod mac;
 pub mod node_state;
 pub mod policy;

@@ -38,6 +38,24 @@ enum Command {
     /// Peer nodes of the cluster
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Store Namespace, Pod and NetworkPolicy documents (YAML or JSON; several with ---, or a List)
+    Apply {
+        /// The file, or - for standard input
+        #[arg(short = 'f', long = "filename", value_name = "FILE|-")]
+        file: PathBuf,
+    },
+    /// Remove what `apply` stored for the documents of a file
+    Delete {
+        /// The file, or - for standard input
+        #[arg(short = 'f', long = "filename", value_name = "FILE|-")]
+        file: PathBuf,
+    },
+    /// The stored Namespace, Pod and NetworkPolicy objects
+    Get {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,11 +89,11 @@ fn main() {
     }
 }
 
-fn run(args: Args) -> Result<(), ClientError> {
+fn run(args: Args) -> Result<(), CtlError> {
     match args.command {
         Command::Show { json } => {
             let Reply::Show(show) = client::call(&args.socket, &Request::Show)? else {
-                return Err(ClientError::Malformed("expected a show reply".into()));
+                return Err(ClientError::Malformed("expected a show reply".into()).into());
             };
             if json {
                 print_json(&show);
@@ -85,12 +103,45 @@ fn run(args: Args) -> Result<(), ClientError> {
         }
         Command::Fdb { json } => {
             let Reply::Fdb(entries) = client::call(&args.socket, &Request::Fdb)? else {
-                return Err(ClientError::Malformed("expected an fdb reply".into()));
+                return Err(ClientError::Malformed("expected an fdb reply".into()).into());
             };
             if json {
                 print_json(&entries);
             } else {
                 print_fdb(&entries);
+            }
+        }
+        Command::Apply { file } => {
+            let documents = read_input(&file)?;
+            if let Reply::Objects(keys) = client::call(&args.socket, &Request::Apply { documents })?
+            {
+                for key in keys {
+                    println!("{} applied", object_name(&key));
+                }
+            }
+        }
+        Command::Delete { file } => {
+            let documents = read_input(&file)?;
+            if let Reply::Objects(keys) =
+                client::call(&args.socket, &Request::Delete { documents })?
+            {
+                for key in keys {
+                    println!("{} deleted", object_name(&key));
+                }
+            }
+        }
+        Command::Get { json } => {
+            let Reply::Stored(objects) = client::call(&args.socket, &Request::Objects)? else {
+                return Err(CtlError::Client(ClientError::Malformed(
+                    "expected a list of objects".into(),
+                )));
+            };
+            if json {
+                print_json(&objects);
+            } else {
+                for object in &objects {
+                    println!("{}", object_name(&object.key));
+                }
             }
         }
         Command::Node(NodeCommand::Add {
@@ -112,6 +163,46 @@ fn run(args: Args) -> Result<(), ClientError> {
         }
     }
     Ok(())
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+enum CtlError {
+    /// Talking to the daemon failed, or it said no.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The input file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file (`-` is standard input).
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The text of `file`, or of standard input for `-`.
+fn read_input(file: &std::path::Path) -> Result<String, CtlError> {
+    let read_err = |source| CtlError::Read {
+        path: file.display().to_string(),
+        source,
+    };
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(read_err)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(file).map_err(read_err)
+    }
+}
+
+/// `kind/namespace/name`, or `kind/name` for a Namespace.
+fn object_name(key: &vswitch::store::ObjectKey) -> String {
+    if key.namespace.is_empty() {
+        format!("{:?}/{}", key.kind, key.name)
+    } else {
+        format!("{:?}/{}/{}", key.kind, key.namespace, key.name)
+    }
 }
 
 fn print_json<T: serde::Serialize>(value: &T) {

@@ -70,6 +70,19 @@ pub enum Request {
         /// The pod subnet behind it.
         subnet: Ipv4Net,
     },
+    /// Store Kubernetes objects (Namespace, Pod, NetworkPolicy) from the text of a YAML
+    /// or JSON file: every document is validated first, then all are written at once.
+    Apply {
+        /// The file's text.
+        documents: String,
+    },
+    /// Remove the objects the documents of a file name (kind, namespace, name).
+    Delete {
+        /// The file's text.
+        documents: String,
+    },
+    /// List the stored objects.
+    Objects,
     /// Remove a node from the cluster store. A node run by a daemon needs `force`.
     NodeRemove {
         /// Its name.
@@ -104,6 +117,10 @@ pub enum Reply {
     Show(Box<ShowReply>),
     /// Fdb.
     Fdb(Vec<FdbEntry>),
+    /// Apply, Delete: the objects written or removed.
+    Objects(Vec<crate::store::ObjectKey>),
+    /// Objects: every stored object.
+    Stored(Vec<crate::store::ObjectRecord>),
 }
 
 /// Why a request failed. The CNI plugin maps these to CNI error codes.

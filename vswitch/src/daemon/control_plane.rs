@@ -20,9 +20,10 @@ use crate::control::proto::{
     PortCounters, PortInfo, Reply, Request, Response, ShowReply, StoreInfo,
 };
 use crate::ipnet::Ipv4Net;
+use crate::k8s::{parse_documents, Object};
 use crate::mac::MacAddr;
 use crate::node_state::{Attachment, NodeState, StateError};
-use crate::store::{ClusterStore, NodeRecord, PodRecord, StoreError, StoreHealth};
+use crate::store::{ClusterStore, NodeRecord, ObjectKey, PodRecord, StoreError, StoreHealth};
 use crate::switch::{Location, PortConfig, PortId, PortKind, PortStats, SwitchConfig};
 use crate::sys::tap::Tap;
 use crate::sys::{self, iface, netns, SysError};
@@ -241,6 +242,13 @@ impl ControlPlane {
             } => self
                 .node_add(&name, underlay_ip, subnet)
                 .map(|()| Reply::Done),
+            Request::Apply { documents } => self.apply(&documents).map(Reply::Objects),
+            Request::Delete { documents } => self.delete(&documents).map(Reply::Objects),
+            Request::Objects => self
+                .store
+                .objects()
+                .map(Reply::Stored)
+                .map_err(|e| ControlError::new(ErrorCode::Io, e.to_string())),
             Request::NodeRemove { name, force } => {
                 self.node_remove(&name, force).map(|()| Reply::Done)
             }
@@ -523,6 +531,26 @@ impl ControlPlane {
         let _ = self.datapath.send(DatapathCmd::SetPeers(peers));
         let _ = self.datapath.send(DatapathCmd::SetRemoteStations(stations));
         self.synced_generation = Some(generation);
+    }
+
+    fn apply(&mut self, documents: &str) -> Result<Vec<ObjectKey>, ControlError> {
+        let objects = parse_documents(documents)
+            .map_err(|e| ControlError::new(ErrorCode::InvalidRequest, e.to_string()))?;
+        let records: Vec<_> = objects.iter().map(Object::to_record).collect();
+        self.store
+            .apply_objects(&records, &[])
+            .map_err(|e| ControlError::new(ErrorCode::Io, format!("nothing applied: {e}")))?;
+        Ok(objects.iter().map(Object::key).collect())
+    }
+
+    fn delete(&mut self, documents: &str) -> Result<Vec<ObjectKey>, ControlError> {
+        let objects = parse_documents(documents)
+            .map_err(|e| ControlError::new(ErrorCode::InvalidRequest, e.to_string()))?;
+        let keys: Vec<ObjectKey> = objects.iter().map(Object::key).collect();
+        self.store
+            .apply_objects(&[], &keys)
+            .map_err(|e| ControlError::new(ErrorCode::Io, format!("nothing deleted: {e}")))?;
+        Ok(keys)
     }
 
     fn node_add(
