@@ -26,7 +26,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::mac::MacAddr;
 use crate::switch::{
-    Location, PortConfig, PortId, PortKind, PortStats, Switch, SwitchConfig, Verdict,
+    Location, NewFlowPolicy, PortConfig, PortId, PortKind, PortStats, Switch, SwitchConfig, Verdict,
 };
 use crate::sys::tap::{Tap, VNET_HDR_LEN};
 
@@ -83,6 +83,8 @@ pub enum DatapathCmd {
     /// previous set: IP → (MAC, VTEP). The switch answers ARP for them and sends unicast
     /// to their VTEP without flooding.
     SetRemoteStations(HashMap<Ipv4Addr, (MacAddr, Ipv4Addr)>),
+    /// The NetworkPolicy to enforce on new connections.
+    SetPolicy(Arc<dyn NewFlowPolicy>),
     /// An address the cluster knows: the switch answers ARP for it.
     SetAddress(Ipv4Addr, MacAddr),
     /// Forget an address.
@@ -266,6 +268,7 @@ impl Datapath {
                     }
                 }
                 DatapathCmd::SetRemoteStations(stations) => self.set_remote_stations(stations),
+                DatapathCmd::SetPolicy(policy) => self.switch.set_policy(policy),
                 DatapathCmd::SetAddress(ip, mac) => self.switch.set_address(ip, mac),
                 DatapathCmd::RemoveAddress(ip) => self.switch.remove_address(ip),
                 DatapathCmd::Fdb(reply) => {

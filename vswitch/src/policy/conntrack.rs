@@ -214,6 +214,16 @@ impl ConnTrack {
         Some(direction)
     }
 
+    /// True when `flow` (either way) belongs to a live connection at `now`. Unlike
+    /// [`ConnTrack::track`] it changes nothing: for an ICMP error about a flow.
+    pub fn contains(&self, now: Instant, flow: Flow) -> bool {
+        let (key, _) = flow.key();
+        self.entries.get(&key).is_some_and(|entry| {
+            now.saturating_duration_since(entry.last_seen)
+                <= self.timeout(flow.protocol, entry.state)
+        })
+    }
+
     /// Records that policy allowed `flow` to open a connection at `now`. A full table
     /// first drops expired entries, then its least recently seen one.
     pub fn open(&mut self, now: Instant, flow: Flow) {

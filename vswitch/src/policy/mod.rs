@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod conntrack;
+pub mod packet;
 
 pub use conntrack::{ConnTrack, ConnTrackConfig, Flow, Tracked};

@@ -38,7 +38,8 @@ use crate::wire::{classify, ArpInfo, FrameInfo, L3Info, ARP_OP_REQUEST};
 
 use super::arp::write_arp_reply;
 use super::mac_table::{Learned, Location, MacTable};
-use super::port::{Port, PortConfig, PortId};
+use super::policy_gate::{NewFlowPolicy, PolicyGate};
+use super::port::{Port, PortConfig, PortId, PortKind};
 use super::stats::{DropReason, PortStats};
 
 /// How the switch is sized.
@@ -92,6 +93,7 @@ pub struct Switch {
     ports: BTreeMap<PortId, Port>,
     macs: MacTable,
     addresses: HashMap<Ipv4Addr, MacAddr>,
+    gate: PolicyGate,
     unknown_port_drops: u64,
 }
 
@@ -103,6 +105,7 @@ impl Switch {
             ports: BTreeMap::new(),
             macs: MacTable::new(config.mac_capacity, config.aging),
             addresses: HashMap::new(),
+            gate: PolicyGate::default(),
             unknown_port_drops: 0,
         }
     }
@@ -216,13 +219,25 @@ impl Switch {
         behind_vtep && self.macs.remove(mac)
     }
 
+    /// Puts a NetworkPolicy in force for new connections (established ones keep going).
+    pub fn set_policy(&mut self, policy: Arc<dyn NewFlowPolicy>) {
+        self.gate.set_policy(policy);
+    }
+
+    /// The policy gate: its connection table.
+    pub fn policy_gate(&self) -> &PolicyGate {
+        &self.gate
+    }
+
     /// Forgets every MAC learned behind remote VTEP `vtep` (a node left); returns how many.
     pub fn forget_vtep(&mut self, vtep: Ipv4Addr) -> usize {
         self.macs.remove_location(Location::Vtep(vtep))
     }
 
-    /// Removes MAC entries idle for longer than `aging`; returns how many went.
+    /// Removes MAC entries idle for longer than `aging`, and expired connections;
+    /// returns how many MAC entries went.
     pub fn age(&mut self, now: Instant) -> usize {
+        self.gate.expire(now);
         self.macs.age(now)
     }
 
@@ -310,8 +325,25 @@ impl Switch {
         if info.dst.is_multicast() {
             return self.flood();
         }
-        match self.macs.lookup(info.dst, now) {
-            Some(to) if is_hairpin(to, ingress, from) => Verdict::Drop(DropReason::Hairpin),
+        let to = self.macs.lookup(info.dst, now);
+        if to.is_some_and(|to| is_hairpin(to, ingress, from)) {
+            return Verdict::Drop(DropReason::Hairpin);
+        }
+        if let L3Info::Ipv4 { .. } = info.l3 {
+            let egress = config.kind == PortKind::Pod;
+            let ingress_port = match to {
+                Some(Location::Port(port)) => self.ports.get(&port).map(|p| p.config.kind),
+                _ => None,
+            };
+            let ip = frame.get(info.l3_offset..).unwrap_or_default();
+            if !self
+                .gate
+                .admits(now, ip, egress, ingress_port == Some(PortKind::Pod))
+            {
+                return Verdict::Drop(DropReason::PolicyDenied);
+            }
+        }
+        match to {
             Some(to) => Verdict::Unicast(to),
             None => self.flood(),
         }

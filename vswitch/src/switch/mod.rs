@@ -15,6 +15,7 @@
 pub mod arp;
 pub mod forwarding;
 pub mod mac_table;
+pub mod policy_gate;
 pub mod port;
 pub mod stats;
 
@@ -24,5 +25,6 @@ mod tests;
 pub use arp::{write_arp_reply, ReplyBufferTooShort, ARP_REPLY_LEN};
 pub use forwarding::{Switch, SwitchConfig, Verdict};
 pub use mac_table::{Learned, Location, MacEntry, MacTable};
+pub use policy_gate::{AllowAll, NewFlowPolicy, PolicyGate};
 pub use port::{PortConfig, PortId, PortKind};
 pub use stats::{DropReason, PortStats, PortStatsSnapshot};

@@ -50,11 +50,14 @@ pub enum DropReason {
     /// A frame whose virtio-net offload header does not match its contents, so it could
     /// not be segmented for the overlay. Counted by the caller.
     BadOffload,
+    /// NetworkPolicy does not allow this new connection (the sender's egress or the
+    /// receiver's ingress).
+    PolicyDenied,
 }
 
 impl DropReason {
     /// The number of reasons.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -72,6 +75,7 @@ impl DropReason {
         DropReason::BadVxlan,
         DropReason::TooBig,
         DropReason::BadOffload,
+        DropReason::PolicyDenied,
     ];
 
     /// The counter label, e.g. `"port_security"`.
@@ -91,6 +95,7 @@ impl DropReason {
             DropReason::BadVxlan => "bad_vxlan",
             DropReason::TooBig => "too_big",
             DropReason::BadOffload => "bad_offload",
+            DropReason::PolicyDenied => "policy_denied",
         }
     }
 
@@ -111,6 +116,7 @@ impl DropReason {
             DropReason::BadVxlan => 11,
             DropReason::TooBig => 12,
             DropReason::BadOffload => 13,
+            DropReason::PolicyDenied => 14,
         }
     }
 }

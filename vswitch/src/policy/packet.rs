@@ -1,0 +1,185 @@
+//! The flow of one IPv4 packet as connection tracking needs it: addresses, protocol,
+//! ports (an ICMP echo's identifier stands in for both), TCP flags, and for an ICMP
+//! error the flow of the packet it is about (RFC 792: the error carries that packet's
+//! IP header and its first 8 bytes, which hold the ports).
+#![forbid(unsafe_code)]
+
+use std::net::Ipv4Addr;
+
+use super::conntrack::{proto, Flow};
+
+/// ICMP types that carry an error about another packet.
+const ICMP_ERRORS: [u8; 4] = [3, 4, 11, 12];
+/// ICMP echo reply and echo request.
+const ICMP_ECHO: [u8; 2] = [0, 8];
+
+/// One IPv4 packet's flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketFlow {
+    /// The packet's own flow.
+    pub flow: Flow,
+    /// For an ICMP error: the flow of the packet it reports on, as that packet went.
+    pub error_about: Option<Flow>,
+}
+
+/// The flow of the IPv4 packet starting at `ip` (its header and what follows), or
+/// `None` when it is too short to say (a truncated transport header). Later fragments
+/// carry no ports: their flow has ports 0.
+pub fn packet_flow(ip: &[u8]) -> Option<PacketFlow> {
+    let (src, dst, protocol, l4, first_fragment) = ipv4_parts(ip)?;
+    let mut flow = Flow {
+        src,
+        dst,
+        src_port: 0,
+        dst_port: 0,
+        protocol,
+        tcp_flags: 0,
+    };
+    let mut error_about = None;
+    if first_fragment {
+        match protocol {
+            proto::TCP | proto::UDP | proto::SCTP => {
+                flow.src_port = u16::from_be_bytes([*l4.first()?, *l4.get(1)?]);
+                flow.dst_port = u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]);
+                if protocol == proto::TCP {
+                    flow.tcp_flags = *l4.get(13)?;
+                }
+            }
+            proto::ICMP => {
+                let kind = *l4.first()?;
+                if ICMP_ECHO.contains(&kind) {
+                    let id = u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]);
+                    flow.src_port = id;
+                    flow.dst_port = id;
+                } else if ICMP_ERRORS.contains(&kind) {
+                    error_about = l4.get(8..).and_then(quoted_flow);
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(PacketFlow { flow, error_about })
+}
+
+/// The flow of the packet an ICMP error quotes (its IP header and 8 more bytes).
+fn quoted_flow(quoted: &[u8]) -> Option<Flow> {
+    let (src, dst, protocol, l4, _) = ipv4_parts_lenient(quoted)?;
+    let mut flow = Flow {
+        src,
+        dst,
+        src_port: 0,
+        dst_port: 0,
+        protocol,
+        tcp_flags: 0,
+    };
+    match protocol {
+        proto::TCP | proto::UDP | proto::SCTP => {
+            flow.src_port = u16::from_be_bytes([*l4.first()?, *l4.get(1)?]);
+            flow.dst_port = u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]);
+        }
+        proto::ICMP => {
+            let id = u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]);
+            flow.src_port = id;
+            flow.dst_port = id;
+        }
+        _ => {}
+    }
+    Some(flow)
+}
+
+/// Source, destination, protocol, the transport bytes (bounded by the total length) and
+/// whether this is a first fragment.
+fn ipv4_parts(ip: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u8, &[u8], bool)> {
+    let header_len = usize::from(*ip.first()? & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
+    if header_len < 20 || total_len < header_len {
+        return None;
+    }
+    let l4 = ip.get(header_len..total_len)?;
+    let fragment_offset = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x1fff;
+    Some((
+        addr(ip, 12)?,
+        addr(ip, 16)?,
+        *ip.get(9)?,
+        l4,
+        fragment_offset == 0,
+    ))
+}
+
+/// As [`ipv4_parts`], but for a quoted header, whose total length describes the
+/// original packet, not the few bytes quoted.
+fn ipv4_parts_lenient(ip: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr, u8, &[u8], bool)> {
+    let header_len = usize::from(*ip.first()? & 0x0f) * 4;
+    if header_len < 20 {
+        return None;
+    }
+    let l4 = ip.get(header_len..)?;
+    Some((addr(ip, 12)?, addr(ip, 16)?, *ip.get(9)?, l4, true))
+}
+
+fn addr(ip: &[u8], at: usize) -> Option<Ipv4Addr> {
+    let bytes: [u8; 4] = ip.get(at..at + 4)?.try_into().ok()?;
+    Some(Ipv4Addr::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ipv4(protocol: u8, payload: &[u8]) -> Vec<u8> {
+        let total = u16::try_from(20 + payload.len()).unwrap().to_be_bytes();
+        let mut packet = vec![
+            0x45, 0, total[0], total[1], 0, 0, 0x40, 0, 64, protocol, 0, 0, 10, 244, 0, 2, 10, 244,
+            1, 3,
+        ];
+        packet.extend_from_slice(payload);
+        packet
+    }
+
+    #[test]
+    fn tcp_ports_and_flags() {
+        let mut tcp = vec![0u8; 20];
+        tcp[..4].copy_from_slice(&[0x9c, 0x40, 0x00, 0x50]);
+        tcp[13] = 0x02;
+        let got = packet_flow(&ipv4(proto::TCP, &tcp)).unwrap();
+        assert_eq!(
+            (got.flow.src_port, got.flow.dst_port, got.flow.tcp_flags),
+            (40000, 80, 0x02)
+        );
+        assert_eq!(got.flow.src, Ipv4Addr::new(10, 244, 0, 2));
+        assert_eq!(got.error_about, None);
+        // Truncated transport header: no flow.
+        assert_eq!(packet_flow(&ipv4(proto::TCP, &tcp[..10])), None);
+    }
+
+    #[test]
+    fn icmp_echo_uses_its_identifier() {
+        let echo = [8, 0, 0, 0, 0x12, 0x34, 0, 1];
+        let got = packet_flow(&ipv4(proto::ICMP, &echo)).unwrap();
+        assert_eq!((got.flow.src_port, got.flow.dst_port), (0x1234, 0x1234));
+    }
+
+    #[test]
+    fn icmp_error_names_the_flow_it_is_about() {
+        let mut udp = vec![0u8; 8];
+        udp[..4].copy_from_slice(&[0x13, 0x88, 0x00, 0x35]);
+        let original = ipv4(proto::UDP, &udp);
+        let mut error = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        error.extend_from_slice(&original[..28]);
+        let got = packet_flow(&ipv4(proto::ICMP, &error)).unwrap();
+        let about = got.error_about.unwrap();
+        assert_eq!(
+            (about.protocol, about.src_port, about.dst_port),
+            (proto::UDP, 5000, 53)
+        );
+        assert_eq!(about.dst, Ipv4Addr::new(10, 244, 1, 3));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for len in 0..40 {
+            let bytes = vec![0x4f; len];
+            let _ = packet_flow(&bytes);
+        }
+    }
+}
