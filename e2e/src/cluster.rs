@@ -8,8 +8,12 @@
 //! ```
 //!
 //! The fabric stands for the physical network; the product never touches it. Nodes are
-//! numbered from 1. All daemons share one `file:` cluster store in the cluster's
-//! temporary directory.
+//! numbered from 1. All daemons share one cluster store: by default a `file:` store in the
+//! cluster's temporary directory; with [`StoreKind::Etcd`] an etcd server running in the
+//! fabric namespace on 192.168.250.1:2379 (see [`Etcd`]), which every node reaches through
+//! its default route. [`Cluster::builder`] chooses the store, extra daemon flags, and
+//! whether the daemons start one after the other (each ready before the next starts) or
+//! all at once.
 #![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
@@ -18,10 +22,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde_json::Value;
 
+use crate::cmd::Finished;
 use crate::cni::{netconf, CniOutput, CniRequest};
 use crate::ctl::Ctl;
 use crate::daemon::{Daemon, DaemonConfig};
 use crate::env::preflight;
+use crate::etcd::Etcd;
 use crate::net::parse_cidr;
 use crate::netns::Netns;
 use crate::tempdir::TempDir;
@@ -152,23 +158,77 @@ impl Node {
     }
 }
 
-/// A fabric and its nodes. Dropping it stops the daemons, then deletes the node and
-/// fabric namespaces and the temporary directory (store, state, sockets, logs).
+/// Which cluster store the daemons of a cluster share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `--store file:<cluster dir>/cluster.json` (the default).
+    File,
+    /// `--store etcd://192.168.250.1:2379`: an [`Etcd`] in the fabric namespace.
+    Etcd,
+}
+
+/// How to build a [`Cluster`]: `Cluster::builder(3).store(StoreKind::Etcd)
+/// .start_together().build()`. The defaults are those of [`Cluster::new`].
+#[derive(Debug, Clone)]
+pub struct ClusterBuilder {
+    nodes: usize,
+    store: StoreKind,
+    extra: Vec<String>,
+    together: bool,
+}
+
+impl ClusterBuilder {
+    /// The store the daemons share (default [`StoreKind::File`]).
+    pub fn store(mut self, store: StoreKind) -> ClusterBuilder {
+        self.store = store;
+        self
+    }
+
+    /// Extra flags for every daemon (e.g. `--mtu 1400`), appended to what the harness
+    /// passes.
+    pub fn daemon_args(mut self, extra: &[&str]) -> ClusterBuilder {
+        self.extra.extend(extra.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Spawns every daemon first and only then waits until each answers, so they all
+    /// join the store at the same moment (default: one after the other, each ready
+    /// before the next is spawned).
+    pub fn start_together(mut self) -> ClusterBuilder {
+        self.together = true;
+        self
+    }
+
+    /// Builds the fabric, the nodes, the store (etcd: started and healthy first) and
+    /// the daemons, and waits until every daemon answers.
+    ///
+    /// # Panics
+    /// When not root, a tool or binary is missing, or anything fails to come up.
+    pub fn build(self) -> Cluster {
+        Cluster::build(&self)
+    }
+}
+
+/// A fabric and its nodes. Dropping it stops the daemons, then etcd (if any), then
+/// deletes the node and fabric namespaces and the temporary directory (store, state,
+/// sockets, logs).
 #[derive(Debug)]
 pub struct Cluster {
     // Field order is drop order.
     nodes: Vec<Node>,
+    etcd: Option<Mutex<Etcd>>,
     fabric: Netns,
+    store_url: String,
     dir: TempDir,
 }
 
 impl Cluster {
-    /// A fabric and `nodes` nodes, each with a running daemon.
+    /// A fabric and `nodes` nodes, each with a running daemon, sharing a `file:` store.
     ///
     /// # Panics
     /// When not root, a tool or binary is missing, or anything fails to come up.
     pub fn new(nodes: usize) -> Cluster {
-        Cluster::with_daemon_args(nodes, &[])
+        Cluster::builder(nodes).build()
     }
 
     /// As [`Cluster::new`], with extra flags for every daemon (e.g. `--mtu 1400`).
@@ -176,6 +236,23 @@ impl Cluster {
     /// # Panics
     /// As [`Cluster::new`].
     pub fn with_daemon_args(nodes: usize, extra: &[&str]) -> Cluster {
+        Cluster::builder(nodes).daemon_args(extra).build()
+    }
+
+    /// A builder for a cluster of `nodes` nodes, to choose the store and how the
+    /// daemons start.
+    pub fn builder(nodes: usize) -> ClusterBuilder {
+        ClusterBuilder {
+            nodes,
+            store: StoreKind::File,
+            extra: Vec::new(),
+            together: false,
+        }
+    }
+
+    /// Builds what `spec` describes.
+    fn build(spec: &ClusterBuilder) -> Cluster {
+        let nodes = spec.nodes;
         preflight();
         assert!(
             (1..=MAX_NODES).contains(&nodes),
@@ -229,7 +306,15 @@ impl Cluster {
             wired.push((number, underlay_ip, netns));
         }
 
-        let store = dir.path().join("cluster.json");
+        // Declared after the namespaces, so a panic below drops it before them.
+        let etcd = match spec.store {
+            StoreKind::File => None,
+            StoreKind::Etcd => Some(Etcd::new(fabric.name(), dir.path())),
+        };
+        let store_url = match &etcd {
+            None => format!("file:{}", dir.path().join("cluster.json").display()),
+            Some(etcd) => etcd.store_url(),
+        };
         let mut built = Vec::with_capacity(nodes);
         for (number, underlay_ip, netns) in wired {
             let name = format!("node{number}");
@@ -240,19 +325,24 @@ impl Cluster {
                 "--underlay-ip".into(),
                 underlay_ip.to_string(),
                 "--store".into(),
-                format!("file:{}", store.display()),
+                store_url.clone(),
                 "--state-dir".into(),
                 dir.path().join(&name).display().to_string(),
                 "--socket".into(),
                 socket.display().to_string(),
             ];
-            args.extend(extra.iter().map(|a| (*a).to_owned()));
-            let daemon = Daemon::start(DaemonConfig {
+            args.extend(spec.extra.iter().cloned());
+            let config = DaemonConfig {
                 netns: netns.name().to_owned(),
                 args,
                 socket: socket.clone(),
                 log: dir.path().join(format!("{name}.log")),
-            });
+            };
+            let daemon = if spec.together {
+                Daemon::spawn(config)
+            } else {
+                Daemon::start(config)
+            };
             built.push(Node {
                 daemon: Mutex::new(daemon),
                 netns,
@@ -262,9 +352,16 @@ impl Cluster {
                 socket,
             });
         }
+        if spec.together {
+            for node in &built {
+                node.daemon().wait_ready();
+            }
+        }
         Cluster {
             nodes: built,
+            etcd: etcd.map(Mutex::new),
             fabric,
+            store_url,
             dir,
         }
     }
@@ -288,6 +385,41 @@ impl Cluster {
     /// The underlay fabric's namespace.
     pub fn fabric(&self) -> &Netns {
         &self.fabric
+    }
+
+    /// Which store the daemons share.
+    pub fn store_kind(&self) -> StoreKind {
+        if self.etcd.is_some() {
+            StoreKind::Etcd
+        } else {
+            StoreKind::File
+        }
+    }
+
+    /// The daemons' `--store` URL.
+    pub fn store_url(&self) -> &str {
+        &self.store_url
+    }
+
+    /// The etcd server of a [`StoreKind::Etcd`] cluster, to kill and start again.
+    ///
+    /// # Panics
+    /// When the cluster uses a `file:` store, or another thread panicked holding it.
+    pub fn etcd(&self) -> MutexGuard<'_, Etcd> {
+        self.etcd
+            .as_ref()
+            .expect("this cluster has a file: store, no etcd")
+            .lock()
+            .expect("etcd lock poisoned")
+    }
+
+    /// `etcdctl <args>` (v3 API) against the cluster's etcd, from inside the fabric
+    /// namespace; the outcome, success or not.
+    ///
+    /// # Panics
+    /// As [`Cluster::etcd`], and when etcdctl cannot be run or hangs.
+    pub fn etcdctl(&self, args: &[&str]) -> Finished {
+        self.etcd().etcdctl(args)
     }
 
     /// The cluster's temporary directory (store, state dirs, sockets, logs).

@@ -53,12 +53,23 @@ impl Daemon {
     /// # Panics
     /// When it cannot be started, exits, or is not ready within 10 s (with its log).
     pub fn start(config: DaemonConfig) -> Daemon {
+        let mut daemon = Daemon::spawn(config);
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// Starts it without waiting: several daemons can be spawned one after the other and
+    /// then waited for with [`Daemon::wait_ready`], so they join the store at once.
+    ///
+    /// # Panics
+    /// When it cannot be started.
+    pub fn spawn(config: DaemonConfig) -> Daemon {
         let mut daemon = Daemon {
             config,
             child: None,
             starts: 0,
         };
-        daemon.spawn_and_wait();
+        daemon.spawn_process();
         daemon
     }
 
@@ -146,6 +157,12 @@ impl Daemon {
 
     /// Starts the process and waits until it answers `show`.
     fn spawn_and_wait(&mut self) {
+        self.spawn_process();
+        self.wait_ready();
+    }
+
+    /// Starts the process.
+    fn spawn_process(&mut self) {
         self.starts += 1;
         let log = self.open_log();
         let mut cmd = Command::new("ip");
@@ -160,7 +177,6 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start vswitchd ({cmd:?}): {e}"));
         self.child = Some(child);
-        self.wait_ready();
     }
 
     /// Opens the log for appending and marks the start.
@@ -180,8 +196,12 @@ impl Daemon {
         log
     }
 
-    /// Polls `vswitchctl show --json` until it succeeds.
-    fn wait_ready(&mut self) {
+    /// Polls `vswitchctl show --json` until it succeeds (at most 10 s).
+    ///
+    /// # Panics
+    /// When it exits first or does not answer in time (its log is printed as the test
+    /// unwinds).
+    pub fn wait_ready(&mut self) {
         let ctl = self.ctl();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {

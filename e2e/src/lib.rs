@@ -5,7 +5,8 @@
 //! 192.168.250.1/24, standing for the physical network, which the product never touches)
 //! and one namespace per node, joined to the fabric by a veth pair (`ul0`,
 //! 192.168.250.(10+i)/24 for node *i*, counted from 1), each running its own `vswitchd`.
-//! All daemons of a cluster share one `file:` store. Pods are made the way a container
+//! All daemons of a cluster share one store: a `file:` store by default, or an [`Etcd`]
+//! server in the fabric namespace ([`Cluster::builder`] with [`StoreKind::Etcd`]). Pods are made the way a container
 //! runtime makes them: a fresh network namespace and a `vswitch-cni` ADD
 //! ([`Node::add_pod`]).
 //!
@@ -38,6 +39,7 @@ mod ctl;
 mod daemon;
 mod echo;
 mod env;
+mod etcd;
 mod fabric_host;
 mod kernel_vtep;
 mod links;
@@ -51,13 +53,14 @@ mod traffic;
 mod vxlan_probe;
 
 pub use capture::{count as capture_count, is_set, read_fields, require_tshark, Capture, Row};
-pub use cluster::{Cluster, Node, FABRIC_ADDRESS, UNDERLAY_PREFIX_LEN};
+pub use cluster::{Cluster, ClusterBuilder, Node, StoreKind, FABRIC_ADDRESS, UNDERLAY_PREFIX_LEN};
 pub use cmd::{run, run_ok, run_timeout, Finished};
 pub use cni::{netconf, with_prev_result, CniOutput, CniRequest};
 pub use ctl::{port_by_container, port_container_ids, ports, Ctl};
 pub use daemon::{Daemon, DaemonConfig};
 pub use echo::udp_source_seen;
 pub use env::{bin, bin_dir, next_id, preflight, require_root};
+pub use etcd::{Etcd, ETCDCTL_BIN, ETCD_BIN, ETCD_CLIENT};
 pub use fabric_host::FabricHost;
 pub use kernel_vtep::{set_tx_checksum, KernelNode, KernelPod, VXLAN_PORT};
 pub use links::{
