@@ -747,13 +747,13 @@ fn partition_longer_than_the_ttl_resyncs_and_puts_the_node_back() {
     });
 
     proxy.cut();
-    eventually(Duration::from_secs(5), "the cut-off handle notices", || {
+    eventually(Duration::from_secs(8), "the cut-off handle notices", || {
         matches!(cut_off.health(), StoreHealth::Disconnected { .. })
     });
     let err = cut_off.put_pod(&pod("a", "c1", "10.244.0.2")).unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     // Its lease runs out: a vanishes from the peer. Meanwhile the peer writes.
-    eventually(Duration::from_secs(5), "a vanishes from the peer", || {
+    eventually(Duration::from_secs(8), "a vanishes from the peer", || {
         names(&mut peer) == ["b"]
     });
     peer.put_static_node("hw", ip("10.0.0.9"), net("10.244.200.0/24"))
@@ -762,11 +762,11 @@ fn partition_longer_than_the_ttl_resyncs_and_puts_the_node_back() {
     assert_eq!(names(&mut cut_off), ["a", "b"], "the last known state");
 
     proxy.heal();
-    eventually(Duration::from_secs(10), "connected again", || {
+    eventually(Duration::from_secs(20), "connected again", || {
         cut_off.health() == StoreHealth::Connected
     });
     // The resync brought what happened meanwhile; the keeper put a back on a new lease.
-    eventually(Duration::from_secs(3), "a is back everywhere", || {
+    eventually(Duration::from_secs(6), "a is back everywhere", || {
         names(&mut peer) == ["a", "b", "hw"] && names(&mut cut_off) == ["a", "b", "hw"]
     });
     assert_eq!(cut_off.pods().unwrap(), vec![pod("b", "c9", "10.244.1.9")]);

@@ -41,7 +41,7 @@ use self::cache::Cache;
 use self::keys::{check_segment, pod_key, Keyspace, DEFAULT_PREFIX};
 use self::rpc::{call, CallError};
 use self::session::Shared;
-use self::writes::{Outcome, Plan, View};
+use self::writes::{Op, Outcome, Plan, View};
 use super::{
     ClusterStore, EtcdTls, NodeRecord, ObjectKey, ObjectRecord, PodRecord, StoreError, StoreHealth,
     MAX_NODE_SUBNET_LEN,
@@ -269,7 +269,8 @@ impl EtcdStore {
             };
             let resp = self.run(&plan)?;
             let revision = resp.header().map_or(0, |h| h.revision());
-            self.shared.wait_for(revision, CALL_TIMEOUT);
+            let changed_keys = resp.succeeded() && changed_anything(&plan, &resp);
+            self.shared.wait_for(revision, CALL_TIMEOUT, changed_keys);
             if resp.succeeded() {
                 return Ok((value, Some(resp)));
             }
@@ -356,6 +357,16 @@ fn read(path: &Path) -> Result<Vec<u8>, StoreError> {
 }
 
 /// The number of keys the first `count` operations of a transaction deleted.
+/// True when a successful transaction changed a key: it put one, or deleted one that
+/// existed. (Deleting absent keys makes no new revision and no watch event.)
+fn changed_anything(plan: &Plan, resp: &TxnResponse) -> bool {
+    plan.ops.iter().any(|op| matches!(op, Op::Put { .. }))
+        || resp
+            .op_responses()
+            .iter()
+            .any(|op| matches!(op, TxnOpResponse::Delete(d) if d.deleted() > 0))
+}
+
 fn deleted(resp: Option<&TxnResponse>, count: usize) -> i64 {
     resp.map_or(0, |resp| {
         resp.op_responses()

@@ -83,6 +83,10 @@ pub struct Cache {
     prefix: String,
     entries: BTreeMap<String, Entry>,
     revision: i64,
+    /// The newest revision known from data itself (a full read or watch events), not from
+    /// a progress notification: etcd 3.4 before 3.4.25 may send a progress notification
+    /// ahead of events it has not delivered yet, so a write waits on this one.
+    data_revision: i64,
     generation: u64,
     loaded: bool,
 }
@@ -94,9 +98,15 @@ impl Cache {
             prefix: prefix.to_owned(),
             entries: BTreeMap::new(),
             revision: 0,
+            data_revision: 0,
             generation: 0,
             loaded: false,
         }
+    }
+
+    /// The newest revision the cache holds data of (full reads and watch events only).
+    pub fn data_revision(&self) -> i64 {
+        self.data_revision
     }
 
     /// The etcd revision the cache is complete up to.
@@ -133,6 +143,7 @@ impl Cache {
         }
         self.entries = entries;
         self.revision = self.revision.max(revision);
+        self.data_revision = self.data_revision.max(revision);
     }
 
     /// Applies the changes of one watch response. The cache is then complete up to the
@@ -156,6 +167,7 @@ impl Cache {
                 self.generation = as_generation(at).max(self.generation);
             }
             self.revision = self.revision.max(at);
+            self.data_revision = self.data_revision.max(at);
         }
     }
 

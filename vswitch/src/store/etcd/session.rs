@@ -34,6 +34,10 @@ use super::rpc::{self, call, CallError};
 use super::writes::{self, Reattach, View};
 use crate::store::StoreHealth;
 
+/// How long a write that changed keys waits for its own watch events before it trusts a
+/// progress notification instead.
+const EVENTS_FIRST: Duration = Duration::from_millis(500);
+
 /// The first wait before reconnecting to a lost etcd.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 
@@ -184,12 +188,24 @@ impl Shared {
     /// Waits until the cache is complete up to `revision` (asking etcd for a progress
     /// notification when no change arrives, as after a write that changed nothing under
     /// the prefix), at most `limit`. Returns whether it got there.
-    pub fn wait_for(&self, revision: i64, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
+    ///
+    /// With `own_changes` (the write changed keys of the prefix, so watch events at
+    /// `revision` are on their way) it first waits for those events themselves, and
+    /// trusts a progress notification only after [`EVENTS_FIRST`]: etcd before 3.4.25 can
+    /// report progress ahead of events it has not delivered yet.
+    pub fn wait_for(&self, revision: i64, limit: Duration, own_changes: bool) -> bool {
+        let start = Instant::now();
+        let deadline = start + limit;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let mut slice = Duration::from_millis(20);
         loop {
-            if state.cache.revision() >= revision {
+            let by_events = own_changes && start.elapsed() < EVENTS_FIRST;
+            let complete = if by_events {
+                state.cache.data_revision()
+            } else {
+                state.cache.revision()
+            };
+            if complete >= revision {
                 return true;
             }
             if state.lost.is_some() {
@@ -204,7 +220,7 @@ impl Shared {
                 .wait_timeout(state, slice.min(deadline - now))
                 .unwrap_or_else(PoisonError::into_inner);
             state = next;
-            if timeout.timed_out() {
+            if timeout.timed_out() && !(own_changes && start.elapsed() < EVENTS_FIRST) {
                 self.progress_wanted.notify_one();
                 slice = Duration::from_millis(100);
             }
