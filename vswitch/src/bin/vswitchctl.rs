@@ -56,6 +56,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// NetworkPolicy, evaluated offline (no daemon needed)
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Which pod may open a connection to which: a JSON object, client "ns/name" to server "ns/name" to true/false
+    Matrix {
+        /// Namespace and Pod objects (a List or several documents), pods with status.podIP, as `kubectl get namespaces,pods -A -o yaml` prints
+        #[arg(long, value_name = "FILE")]
+        model: PathBuf,
+        /// NetworkPolicy objects (a List or several documents)
+        #[arg(long, value_name = "FILE")]
+        policies: PathBuf,
+        /// The destination port on the server
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// The protocol: TCP, UDP or SCTP
+        #[arg(long, value_name = "TCP|UDP|SCTP", default_value = "TCP")]
+        protocol: vswitch::k8s::Protocol,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +183,18 @@ fn run(args: Args) -> Result<(), CtlError> {
         Command::Node(NodeCommand::Remove { name, force }) => {
             client::call(&args.socket, &Request::NodeRemove { name, force })?;
         }
+        Command::Policy(PolicyCommand::Matrix {
+            model,
+            policies,
+            port,
+            protocol,
+        }) => match vswitch::policy::matrix::run(&model, &policies, port, protocol) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("vswitchctl: {e}");
+                std::process::exit(1);
+            }
+        },
     }
     Ok(())
 }
