@@ -23,7 +23,10 @@ use crate::ipnet::Ipv4Net;
 use crate::k8s::{parse_documents, Object};
 use crate::mac::MacAddr;
 use crate::node_state::{Attachment, NodeState, StateError};
-use crate::store::{ClusterStore, NodeRecord, ObjectKey, PodRecord, StoreError, StoreHealth};
+use crate::policy::{PodInfo, PolicyModel, PolicySet};
+use crate::store::{
+    ClusterStore, NodeRecord, ObjectKey, ObjectRecord, PodRecord, StoreError, StoreHealth,
+};
 use crate::switch::{Location, PortConfig, PortId, PortKind, PortStats, SwitchConfig};
 use crate::sys::tap::Tap;
 use crate::sys::{self, iface, netns, SysError};
@@ -530,6 +533,16 @@ impl ControlPlane {
         }
         let _ = self.datapath.send(DatapathCmd::SetPeers(peers));
         let _ = self.datapath.send(DatapathCmd::SetRemoteStations(stations));
+        match self.store.objects() {
+            Ok(objects) => {
+                let policy = compile_policy(&objects, &nodes, &pods);
+                let _ = self.datapath.send(DatapathCmd::SetPolicy(Arc::new(policy)));
+            }
+            Err(e) => {
+                eprintln!("vswitchd: reading policy objects from the cluster store: {e}");
+                return;
+            }
+        }
         self.synced_generation = Some(generation);
     }
 
@@ -849,6 +862,41 @@ impl ControlPlane {
             })
             .collect())
     }
+}
+
+/// Compiles the policy every node enforces from what the store holds: the objects
+/// (`apply`), every pod of every node with its address, and every daemon node's `vsw0`
+/// address (traffic between a pod and its own node is always allowed). An object that
+/// no longer decodes (written by another version) is left out with a log line.
+fn compile_policy(objects: &[ObjectRecord], nodes: &[NodeRecord], pods: &[PodRecord]) -> PolicySet {
+    let objects: Vec<Object> = objects
+        .iter()
+        .filter_map(|record| match Object::from_record(record) {
+            Ok(object) => Some(object),
+            Err(e) => {
+                eprintln!("vswitchd: ignoring a stored object: {e}");
+                None
+            }
+        })
+        .collect();
+    let pods = pods
+        .iter()
+        .map(|pod| PodInfo {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            ip: pod.ip,
+            labels: BTreeMap::new(),
+            pod: None,
+            node: Some(pod.node.clone()),
+        })
+        .collect();
+    let mut model = PolicyModel::from_objects(&objects, pods);
+    model.host_addresses = nodes
+        .iter()
+        .filter(|node| !node.is_static)
+        .filter_map(|node| Some((node.name.clone(), node.subnet.nth(1)?)))
+        .collect();
+    PolicySet::compile(&model)
 }
 
 /// The store record of one of this node's attachments.

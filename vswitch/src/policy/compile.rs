@@ -583,3 +583,18 @@ impl Hasher for AddressHasher {
         self.0 ^ (self.0 >> 32)
     }
 }
+
+/// The switch asks a compiled policy set about new connections.
+impl crate::switch::NewFlowPolicy for PolicySet {
+    fn allows_egress(&self, src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, port: u16) -> bool {
+        PolicySet::allows_egress(self, src, dst, protocol, port)
+    }
+
+    fn allows_ingress(&self, src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, port: u16) -> bool {
+        PolicySet::allows_ingress(self, src, dst, protocol, port)
+    }
+
+    fn enforces(&self) -> bool {
+        self.isolates_any()
+    }
+}
