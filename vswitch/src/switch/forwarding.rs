@@ -323,6 +323,20 @@ impl Switch {
             }
         }
         if info.dst.is_multicast() {
+            // IPv4 unicast in a group frame is judged by its IP destination: otherwise a
+            // pod could reach an isolated pod by pointing its neighbour entry at a group
+            // MAC. True IP broadcast and multicast are not subject to policy.
+            if let L3Info::Ipv4 { dst, .. } = info.l3 {
+                if !(dst.is_broadcast() || dst.is_multicast() || dst.is_unspecified()) {
+                    let to = self
+                        .addresses
+                        .get(&dst)
+                        .and_then(|&mac| self.macs.lookup(mac, now));
+                    if !self.admits(now, config.kind, to, &info, frame) {
+                        return Verdict::Drop(DropReason::PolicyDenied);
+                    }
+                }
+            }
             return self.flood();
         }
         let to = self.macs.lookup(info.dst, now);
@@ -330,16 +344,7 @@ impl Switch {
             return Verdict::Drop(DropReason::Hairpin);
         }
         if let L3Info::Ipv4 { .. } = info.l3 {
-            let egress = config.kind == PortKind::Pod;
-            let ingress_port = match to {
-                Some(Location::Port(port)) => self.ports.get(&port).map(|p| p.config.kind),
-                _ => None,
-            };
-            let ip = frame.get(info.l3_offset..).unwrap_or_default();
-            if !self
-                .gate
-                .admits(now, ip, egress, ingress_port == Some(PortKind::Pod))
-            {
+            if !self.admits(now, config.kind, to, &info, frame) {
                 return Verdict::Drop(DropReason::PolicyDenied);
             }
         }
@@ -347,6 +352,27 @@ impl Switch {
             Some(to) => Verdict::Unicast(to),
             None => self.flood(),
         }
+    }
+
+    /// The policy gate for an IPv4 frame from a port of kind `from` to `to`: egress is
+    /// judged when it comes from a pod, ingress when it goes to a pod of this node.
+    fn admits(
+        &mut self,
+        now: Instant,
+        from: PortKind,
+        to: Option<Location>,
+        info: &FrameInfo,
+        frame: &[u8],
+    ) -> bool {
+        let to_pod = match to {
+            Some(Location::Port(port)) => self
+                .ports
+                .get(&port)
+                .is_some_and(|p| p.config.kind == PortKind::Pod),
+            _ => false,
+        };
+        let ip = frame.get(info.l3_offset..).unwrap_or_default();
+        self.gate.admits(now, ip, from == PortKind::Pod, to_pod)
     }
 
     fn flood(&self) -> Verdict {
