@@ -37,6 +37,47 @@ impl Ctl {
         run_timeout(&mut cmd, None, CTL_TIMEOUT)
     }
 
+    /// Runs `vswitchctl --socket S <args>` with `stdin` (bounded); the outcome, success
+    /// or not.
+    ///
+    /// # Panics
+    /// When it cannot be started or hangs.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Finished {
+        let mut cmd = Command::new(bin("vswitchctl"));
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        run_timeout(&mut cmd, Some(stdin.as_bytes()), CTL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `vswitchctl apply -f -` with `documents` on stdin, which must succeed.
+    ///
+    /// # Panics
+    /// When it fails, with its output and the input.
+    pub fn apply(&self, documents: &str) {
+        let done = self.run_with_stdin(&["apply", "-f", "-"], documents);
+        assert!(
+            done.success(),
+            "`vswitchctl apply -f -` failed ({}):\n{}{}\ninput:\n{documents}",
+            done.status,
+            done.stdout,
+            done.stderr
+        );
+    }
+
+    /// `vswitchctl delete -f -` with `documents` on stdin, which must succeed.
+    ///
+    /// # Panics
+    /// When it fails, with its output and the input.
+    pub fn delete(&self, documents: &str) {
+        let done = self.run_with_stdin(&["delete", "-f", "-"], documents);
+        assert!(
+            done.success(),
+            "`vswitchctl delete -f -` failed ({}):\n{}{}\ninput:\n{documents}",
+            done.status,
+            done.stdout,
+            done.stderr
+        );
+    }
+
     /// Runs `vswitchctl --socket S <args>`; the outcome, success or not.
     ///
     /// # Panics

@@ -46,6 +46,7 @@ mod links;
 mod net;
 mod netns;
 mod pod;
+mod probe;
 #[allow(unsafe_code)]
 mod sys;
 mod tempdir;
@@ -70,6 +71,7 @@ pub use links::{
 pub use net::{mac_for_ip, parse_cidr, subnet_contains};
 pub use netns::Netns;
 pub use pod::{Pod, PodSpec};
+pub use probe::{ConnId, PortServer, Probe, Prober};
 pub use tempdir::TempDir;
 pub use traffic::{ping, ping_within, tcp_transfer, TcpReport};
 pub use vxlan_probe::{
