@@ -592,30 +592,6 @@ mod tests {
     }
 
     #[test]
-    fn lease_is_stable_across_reopen() {
-        let (dir, mut store) = store();
-        let a = store
-            .lease_subnet("a", ip("192.168.0.1"), net(CLUSTER), 24)
-            .unwrap();
-        assert_eq!(a.subnet, net("10.244.0.0/24"));
-        assert!(!a.is_static);
-        let b = store
-            .lease_subnet("b", ip("192.168.0.2"), net(CLUSTER), 24)
-            .unwrap();
-        assert_eq!(b.subnet, net("10.244.1.0/24"));
-
-        let mut again = FileStore::open(dir.path().join("cluster.json")).unwrap();
-        // Host bits in the cluster CIDR are ignored; a new VTEP is recorded.
-        let a2 = again
-            .lease_subnet("a", ip("192.168.0.9"), net("10.244.7.7/16"), 24)
-            .unwrap();
-        assert_eq!(a2.subnet, a.subnet);
-        assert_eq!(a2.vtep, ip("192.168.0.9"));
-        assert_eq!(again.nodes().unwrap(), vec![a2, b]);
-        assert_eq!(again.cluster().unwrap(), Some((net(CLUSTER), 24)));
-    }
-
-    #[test]
     fn two_daemons_on_one_file_get_distinct_subnets() {
         let (dir, mut one) = store();
         let mut two = FileStore::open(dir.path().join("cluster.json")).unwrap();
@@ -669,73 +645,6 @@ mod tests {
         // The lowest blocks were taken, in some order.
         assert_eq!(subnets.last(), Some(&net("10.244.23.0/24")));
         assert_eq!(store.generation().unwrap(), 2 * 24);
-    }
-
-    #[test]
-    fn static_nodes() {
-        let (_dir, mut store) = store();
-        // Before any daemon: accepted, and leases skip it.
-        store
-            .put_static_node("hw", ip("192.168.0.50"), net("10.244.0.0/24"))
-            .unwrap();
-        let a = store
-            .lease_subnet("a", ip("192.168.0.1"), net(CLUSTER), 24)
-            .unwrap();
-        assert_eq!(a.subnet, net("10.244.1.0/24"));
-
-        // Overlapping a leased subnet, or a larger block around it.
-        for bad in ["10.244.1.0/24", "10.244.1.128/25", "10.244.0.0/22"] {
-            let err = store
-                .put_static_node("hw2", ip("192.168.0.51"), net(bad))
-                .unwrap_err();
-            assert!(
-                matches!(&err, StoreError::Conflict(m) if m.contains("node a") || m.contains("node hw")),
-                "{bad}: {err}"
-            );
-        }
-        // Outside the cluster CIDR.
-        let err = store
-            .put_static_node("hw2", ip("192.168.0.51"), net("10.245.0.0/24"))
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-        // Host bits.
-        let err = store
-            .put_static_node("hw2", ip("192.168.0.51"), net("10.244.9.1/24"))
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
-        // A daemon's name cannot become static, and a static name cannot be leased.
-        let err = store
-            .put_static_node("a", ip("192.168.0.51"), net("10.244.9.0/24"))
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-        let err = store
-            .lease_subnet("hw", ip("192.168.0.1"), net(CLUSTER), 24)
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-
-        // Replacing a static node with a new subnet is fine, even overlapping its old one.
-        store
-            .put_static_node("hw", ip("192.168.0.52"), net("10.244.0.0/25"))
-            .unwrap();
-        let hw = store
-            .nodes()
-            .unwrap()
-            .into_iter()
-            .find(|n| n.name == "hw")
-            .unwrap();
-        assert!(hw.is_static);
-        assert_eq!(hw.vtep, ip("192.168.0.52"));
-
-        assert!(store.remove_node("hw").unwrap());
-        assert!(!store.remove_node("hw").unwrap());
-        let b = store
-            .lease_subnet("b", ip("192.168.0.2"), net(CLUSTER), 24)
-            .unwrap();
-        assert_eq!(
-            b.subnet,
-            net("10.244.0.0/24"),
-            "a removed node's block is free again"
-        );
     }
 
     #[test]
