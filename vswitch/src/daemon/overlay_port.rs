@@ -199,17 +199,11 @@ impl<U: Underlay> OverlayPort<U> {
             let Some(datagram) = self.segments.get(start..start + VXLAN_HEADER_LEN + len) else {
                 return;
             };
-            match to {
-                Some(vtep) => transmit(&self.underlay, &self.stats, datagram, vtep, hint),
-                None => {
-                    for &vtep in &self.peers {
-                        transmit(&self.underlay, &self.stats, datagram, vtep, hint);
-                    }
-                }
-            }
+            self.transmit_one(datagram, to, hint);
         }
     }
 
+    /// Sends one datagram to `to`, or to every peer VTEP when `to` is `None`.
     fn transmit_one(&self, datagram: &[u8], to: Option<Ipv4Addr>, hint: u16) {
         match to {
             Some(vtep) => transmit(&self.underlay, &self.stats, datagram, vtep, hint),
