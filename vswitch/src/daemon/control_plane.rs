@@ -470,13 +470,15 @@ impl ControlPlane {
             .attachments()
             .map(|a| pod_record(&own, a))
             .collect();
-        for stale in self.store.pods()?.into_iter().filter(|p| p.node == own) {
-            if !wanted.contains(&stale) {
-                self.store
-                    .remove_pod(&own, &stale.container_id, &stale.ifname)?;
-            }
-        }
+        // One read serves both passes: a stale record is never one of `wanted`.
         let present = self.store.pods()?;
+        for stale in present
+            .iter()
+            .filter(|p| p.node == own && !wanted.contains(p))
+        {
+            self.store
+                .remove_pod(&own, &stale.container_id, &stale.ifname)?;
+        }
         for pod in wanted {
             if !present.contains(&pod) {
                 self.store.put_pod(&pod)?;
