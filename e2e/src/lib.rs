@@ -73,7 +73,7 @@ pub use netns::Netns;
 pub use pod::{Pod, PodSpec};
 pub use probe::{ConnId, PortServer, Probe, Prober};
 pub use tempdir::TempDir;
-pub use traffic::{ping, ping_within, tcp_transfer, TcpReport};
+pub use traffic::{ping, ping_all, ping_within, tcp_transfer, TcpReport};
 pub use vxlan_probe::{
     arp_request, format_mac, icmp_echo, internet_checksum, parse_arp, parse_mac, send_datagrams,
     vxlan_datagram, vxlan_datagram_with_flags, vxlan_header, Arp, Received, FLAG_I,

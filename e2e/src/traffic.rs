@@ -36,6 +36,36 @@ pub fn ping(from: &Netns, ip: Ipv4Addr) -> bool {
     run_timeout(&mut cmd, None, PING_TIMEOUT).is_ok_and(|done| done.success())
 }
 
+/// Pings every `(from, to, what)` at once, one thread each, each until it answers or
+/// `within` has passed.
+///
+/// # Panics
+/// Listing every ping that got no answer.
+pub fn ping_all(checks: &[(&Netns, Ipv4Addr, String)], within: Duration) {
+    let failures: Vec<String> = thread::scope(|scope| {
+        let workers: Vec<_> = checks
+            .iter()
+            .map(|(from, to, what)| {
+                scope.spawn(move || {
+                    (!ping_within(from, *to, within))
+                        .then(|| format!("{what}: no answer from {to} within {within:?}"))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .filter_map(|w| w.join().expect("a ping thread panicked"))
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {} pings failed:\n{}",
+        failures.len(),
+        checks.len(),
+        failures.join("\n")
+    );
+}
+
 /// Pings `ip` from `from` until it answers or `within` has passed.
 pub fn ping_within(from: &Netns, ip: Ipv4Addr, within: Duration) -> bool {
     let deadline = Instant::now() + within;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vswitch_e2e::{
     arp_request, capture_count, devices_of_kind, icmp_echo, is_set, mac_for_ip, parse_arp,
-    parse_mac, ping_within, read_fields, require_tshark, run_timeout, send_datagrams,
+    parse_mac, ping_all, ping_within, read_fields, require_tshark, run_timeout, send_datagrams,
     subnet_contains, tcp_transfer, udp_source_seen, vxlan_datagram, vxlan_datagram_with_flags,
     Capture, Cluster, FabricHost, KernelNode, Netns, Node, Pod, VXLAN_PORT,
 };
@@ -44,32 +44,6 @@ fn assert_ping(from: &Netns, ip: Ipv4Addr, what: &str) {
         ping_within(from, ip, PING_WITHIN),
         "{what}: {ip} does not answer ping from {} within {PING_WITHIN:?}",
         from.name()
-    );
-}
-
-/// Pings every `(from, to, what)` at once, one thread each; panics listing every failure.
-fn ping_all(checks: &[(&Netns, Ipv4Addr, String)]) {
-    let failures: Vec<String> = thread::scope(|scope| {
-        let workers: Vec<_> = checks
-            .iter()
-            .map(|(from, to, what)| {
-                scope.spawn(move || {
-                    (!ping_within(from, *to, PING_WITHIN))
-                        .then(|| format!("{what}: no answer from {to} within {PING_WITHIN:?}"))
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .filter_map(|w| w.join().expect("a ping thread panicked"))
-            .collect()
-    });
-    assert!(
-        failures.is_empty(),
-        "{} of {} pings failed:\n{}",
-        failures.len(),
-        checks.len(),
-        failures.join("\n")
     );
 }
 
@@ -268,7 +242,7 @@ fn three_nodes_pods_and_nodes_reach_each_other() {
             checks.push((node.netns(), to.ip, what));
         }
     }
-    ping_all(&checks);
+    ping_all(&checks, PING_WITHIN);
 
     // The node reaches the pod network through vsw0 with vsw0's address, no NAT: the
     // route says so and a pod on another node sees that address as the source.

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vswitch_e2e::{
-    bin, ipv4_addresses, ping_within, port_by_container, run_timeout, subnet_contains, Cluster,
-    Finished, Netns, Node, Pod, StoreKind,
+    bin, ipv4_addresses, ping_all, ping_within, port_by_container, run_timeout, subnet_contains,
+    Cluster, Finished, Netns, Node, Pod, StoreKind,
 };
 
 /// How long a healthy overlay may take to answer a first ping (ARP included).
@@ -70,32 +70,6 @@ fn assert_ping(from: &Netns, ip: Ipv4Addr, within: Duration, what: &str) {
         ping_within(from, ip, within),
         "{what}: {ip} does not answer ping from {} within {within:?}",
         from.name()
-    );
-}
-
-/// Pings every `(from, to, what)` at once, one thread each; panics listing every failure.
-fn ping_all(checks: &[(&Netns, Ipv4Addr, String)]) {
-    let failures: Vec<String> = thread::scope(|scope| {
-        let workers: Vec<_> = checks
-            .iter()
-            .map(|(from, to, what)| {
-                scope.spawn(move || {
-                    (!ping_within(from, *to, PING_WITHIN))
-                        .then(|| format!("{what}: no answer from {to} within {PING_WITHIN:?}"))
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .filter_map(|w| w.join().expect("a ping thread panicked"))
-            .collect()
-    });
-    assert!(
-        failures.is_empty(),
-        "{} of {} pings failed:\n{}",
-        failures.len(),
-        checks.len(),
-        failures.join("\n")
     );
 }
 
@@ -389,7 +363,7 @@ fn three_daemons_joining_at_once_get_distinct_subnets() {
             }
         }
     }
-    ping_all(&checks);
+    ping_all(&checks, PING_WITHIN);
     eprintln!(
         "three_daemons_joining_at_once_get_distinct_subnets: {:?}",
         started.elapsed()
