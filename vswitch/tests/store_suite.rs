@@ -742,8 +742,9 @@ fn partition_longer_than_the_ttl_resyncs_and_puts_the_node_back() {
         .unwrap();
     peer.lease_subnet("b", ip("10.0.0.2"), net(CLUSTER), 24)
         .unwrap();
-    eventually(Duration::from_secs(1), "the peer sees a", || {
-        names(&mut peer) == ["a", "b"]
+    // Both must know both nodes before the cut: the last known state below.
+    eventually(Duration::from_secs(2), "each handle sees both nodes", || {
+        names(&mut peer) == ["a", "b"] && names(&mut cut_off) == ["a", "b"]
     });
 
     proxy.cut();
