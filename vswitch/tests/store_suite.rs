@@ -687,7 +687,7 @@ fn outage_reads_from_cache_fails_writes_fast_and_recovers() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     assert!(
-        start.elapsed() < Duration::from_millis(100),
+        start.elapsed() < Duration::from_millis(500),
         "{:?}",
         start.elapsed()
     );
@@ -828,7 +828,7 @@ fn keys_outside_the_prefix_change_nothing() {
     let start = Instant::now();
     assert!(!store.remove_node("nope").unwrap());
     assert!(
-        start.elapsed() < Duration::from_millis(500),
+        start.elapsed() < Duration::from_millis(1500),
         "{:?}",
         start.elapsed()
     );
