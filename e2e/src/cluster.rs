@@ -49,6 +49,7 @@ pub struct Node {
     name: String,
     underlay_ip: Ipv4Addr,
     socket: PathBuf,
+    state_dir: PathBuf,
 }
 
 impl Node {
@@ -75,6 +76,11 @@ impl Node {
     /// Its daemon's control socket.
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// Its daemon's `--state-dir` (`attachments.json`, the address leases, lives there).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
     }
 
     /// Its daemon, to kill, stop, restart or read the log of.
@@ -175,6 +181,7 @@ pub struct ClusterBuilder {
     store: StoreKind,
     extra: Vec<String>,
     together: bool,
+    state_root: Option<PathBuf>,
 }
 
 impl ClusterBuilder {
@@ -188,6 +195,14 @@ impl ClusterBuilder {
     /// passes.
     pub fn daemon_args(mut self, extra: &[&str]) -> ClusterBuilder {
         self.extra.extend(extra.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Puts node *i*'s `--state-dir` in `<root>/node<i>` instead of the cluster's
+    /// temporary directory: e.g. on a [`crate::Tmpfs`], mounted before the daemons start
+    /// so that they see it. `root` must outlive the cluster.
+    pub fn state_root(mut self, root: &Path) -> ClusterBuilder {
+        self.state_root = Some(root.to_owned());
         self
     }
 
@@ -247,6 +262,7 @@ impl Cluster {
             store: StoreKind::File,
             extra: Vec::new(),
             together: false,
+            state_root: None,
         }
     }
 
@@ -319,6 +335,7 @@ impl Cluster {
         for (number, underlay_ip, netns) in wired {
             let name = format!("node{number}");
             let socket = dir.path().join(format!("{name}.sock"));
+            let state_dir = spec.state_root.as_deref().unwrap_or(dir.path()).join(&name);
             let mut args: Vec<String> = vec![
                 "--node".into(),
                 name.clone(),
@@ -327,7 +344,7 @@ impl Cluster {
                 "--store".into(),
                 store_url.clone(),
                 "--state-dir".into(),
-                dir.path().join(&name).display().to_string(),
+                state_dir.display().to_string(),
                 "--socket".into(),
                 socket.display().to_string(),
             ];
@@ -350,6 +367,7 @@ impl Cluster {
                 name,
                 underlay_ip,
                 socket,
+                state_dir,
             });
         }
         if spec.together {
