@@ -182,6 +182,7 @@ pub struct ClusterBuilder {
     extra: Vec<String>,
     together: bool,
     state_root: Option<PathBuf>,
+    store_file: Option<PathBuf>,
 }
 
 impl ClusterBuilder {
@@ -203,6 +204,15 @@ impl ClusterBuilder {
     /// so that they see it. `root` must outlive the cluster.
     pub fn state_root(mut self, root: &Path) -> ClusterBuilder {
         self.state_root = Some(root.to_owned());
+        self
+    }
+
+    /// With [`StoreKind::File`], keeps the store in `path` instead of the cluster's
+    /// temporary directory (e.g. on the same [`crate::Tmpfs`] as the state dirs, as
+    /// vswitchd's defaults keep both in `/var/lib/vswitch`). `path` must outlive the
+    /// cluster.
+    pub fn store_file(mut self, path: &Path) -> ClusterBuilder {
+        self.store_file = Some(path.to_owned());
         self
     }
 
@@ -263,6 +273,7 @@ impl Cluster {
             extra: Vec::new(),
             together: false,
             state_root: None,
+            store_file: None,
         }
     }
 
@@ -328,7 +339,13 @@ impl Cluster {
             StoreKind::Etcd => Some(Etcd::new(fabric.name(), dir.path())),
         };
         let store_url = match &etcd {
-            None => format!("file:{}", dir.path().join("cluster.json").display()),
+            None => format!(
+                "file:{}",
+                spec.store_file
+                    .clone()
+                    .unwrap_or_else(|| dir.path().join("cluster.json"))
+                    .display()
+            ),
             Some(etcd) => etcd.store_url(),
         };
         let mut built = Vec::with_capacity(nodes);

@@ -79,7 +79,12 @@ fn leases(node: &Node) -> Vec<(String, Ipv4Addr)> {
 /// # Panics
 /// When the store file does not parse.
 fn store_pods(cluster: &Cluster, node: &Node) -> Vec<String> {
-    let path = cluster.dir().join("cluster.json");
+    let path = PathBuf::from(
+        cluster
+            .store_url()
+            .strip_prefix("file:")
+            .unwrap_or_else(|| panic!("not a file: store: {}", cluster.store_url())),
+    );
     let bytes = fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let store: Value = serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("{} is corrupt: {e}", path.display()));
@@ -407,15 +412,20 @@ fn assert_add_refused_cleanly(node: &Node, name: &str, os_words: &str, before: &
     );
 }
 
-/// Point 6c: the state directory on a 256 KiB tmpfs filled to the last byte. ADD and DEL
-/// give CNI I/O errors that say "No space left on device" and point at `--state-dir`;
-/// the state file still parses with the same leases; the daemon keeps serving (and
-/// forwarding) and survives `kill -9` and a restart while the disk is full; once space is
-/// freed, the DEL and a new ADD work and the books balance.
+/// Point 6c: the state directory and the `file:` store on one 256 KiB tmpfs (as
+/// vswitchd's defaults keep both in `/var/lib/vswitch`), filled to the last byte. ADD
+/// and DEL give CNI I/O errors that say "No space left on device" and point at
+/// `--state-dir`; the state file and the store still parse, with the same leases and
+/// records; the daemon keeps serving (and forwarding) and survives `kill -9` and a
+/// restart while the disk is full; once space is freed, the DEL and a new ADD work and
+/// the books balance.
 #[test]
 fn full_disk_gives_a_clear_cni_error_and_no_corrupt_state() {
     let disk = Tmpfs::new(256);
-    let cluster = Cluster::builder(1).state_root(disk.path()).build();
+    let cluster = Cluster::builder(1)
+        .state_root(disk.path())
+        .store_file(&disk.path().join("cluster.json"))
+        .build();
     let node = cluster.node(1);
     let a = node.add_pod("default", "a");
     let b = node.add_pod("default", "b");
@@ -442,6 +452,13 @@ fn full_disk_gives_a_clear_cni_error_and_no_corrupt_state() {
         "a refused DEL changed the state file"
     );
 
+    let recorded = store_pods(&cluster, node);
+    assert_eq!(
+        recorded.len(),
+        2,
+        "pod records with the disk full: {recorded:?}"
+    );
+
     // A crash with the disk full loses nothing either.
     node.kill9();
     node.restart();
@@ -449,6 +466,11 @@ fn full_disk_gives_a_clear_cni_error_and_no_corrupt_state() {
         leases(node).len(),
         2,
         "leases after a restart on a full disk"
+    );
+    assert_eq!(
+        store_pods(&cluster, node),
+        recorded,
+        "pod records after the restart"
     );
     assert_interface_kept(&a, "after a restart on a full disk");
     assert!(
@@ -468,6 +490,11 @@ fn full_disk_gives_a_clear_cni_error_and_no_corrupt_state() {
         HashSet::from([a.container_id.as_str(), c.container_id.as_str()]),
         "leases once the disk has room: {leased:?}"
     );
+    let mut recorded = store_pods(&cluster, node);
+    recorded.sort();
+    let mut expected = vec![a.container_id.clone(), c.container_id.clone()];
+    expected.sort();
+    assert_eq!(recorded, expected, "pod records once the disk has room");
     assert!(ping_within(&c.netns, a.ip, PING_WITHIN), "c → a");
     assert_eq!(
         stray_state_files(node),
