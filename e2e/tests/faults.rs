@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vswitch_e2e::{
     devices_of_kind, ipv4_addresses, is_tap, link, ping_within, port_by_container, ports,
-    subnet_contains, unix_now, Cluster, Node, PingFlow, Pod, PodSpec, ReadOnlyBind, Tmpfs,
+    subnet_contains, unix_now, Cluster, Node, PingFlow, Pod, PodSpec, ReadOnlyBind, StoreKind,
+    Tmpfs,
 };
 
 /// How long a healthy data path may take to answer a first ping (ARP included).
@@ -74,11 +75,28 @@ fn leases(node: &Node) -> Vec<(String, Ipv4Addr)> {
         .collect()
 }
 
-/// The pod records of `node` in the cluster's `file:` store (container ids).
+/// The pod records of `node` in the cluster's store, `file:` or etcd (container ids).
 ///
 /// # Panics
-/// When the store file does not parse.
+/// When the store file does not parse, or etcdctl fails.
 fn store_pods(cluster: &Cluster, node: &Node) -> Vec<String> {
+    if cluster.store_kind() == StoreKind::Etcd {
+        let prefix = format!("/vswitch/v1/pods/{}/", node.name());
+        return cluster
+            .etcd()
+            .get_prefix(&prefix)
+            .into_iter()
+            .map(|(key, value)| {
+                let record: Value = serde_json::from_str(&value)
+                    .unwrap_or_else(|e| panic!("etcd {key} holds no JSON record ({e}): {value}"));
+                record
+                    .get("container_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_else(|| panic!("etcd {key}: no container_id in {record}"))
+                    .to_owned()
+            })
+            .collect();
+    }
     let path = PathBuf::from(
         cluster
             .store_url()
@@ -263,12 +281,22 @@ fn kill9_under_traffic_keeps_pods_and_resumes_within_2s() {
 /// `vswitch-cni` process per call: 60 distinct addresses while they live, and after the
 /// DELs (each caller deleting pods another one added) no TAP in any pod namespace and
 /// none but `vsw0` on the node, no lease in the state directory, no pod record in the
-/// store, no port in `show`.
+/// `file:` store, no port in `show`.
 #[test]
 fn sixty_pods_by_six_concurrent_callers_leave_nothing_behind() {
+    sixty_pods_by_six_callers(&Cluster::new(1));
+}
+
+/// Point 6b with the cluster store on etcd: no pod record left under
+/// `/vswitch/v1/pods/<node>/` either.
+#[test]
+fn sixty_pods_by_six_concurrent_callers_leave_nothing_behind_in_etcd() {
+    sixty_pods_by_six_callers(&Cluster::builder(1).store(StoreKind::Etcd).build());
+}
+
+fn sixty_pods_by_six_callers(cluster: &Cluster) {
     const CALLERS: usize = 6;
     const PODS: usize = 60;
-    let cluster = Cluster::new(1);
     let node = cluster.node(1);
     let subnet = node.subnet();
     let gateway = node.gateway();
@@ -308,7 +336,7 @@ fn sixty_pods_by_six_concurrent_callers_leave_nothing_behind() {
     assert_eq!(ports(&node.show()).len(), PODS, "ports in show");
     assert_eq!(leases(node).len(), PODS, "leases on disk");
     assert_eq!(
-        store_pods(&cluster, node).len(),
+        store_pods(cluster, node).len(),
         PODS,
         "pod records in the store"
     );
@@ -361,7 +389,7 @@ fn sixty_pods_by_six_concurrent_callers_leave_nothing_behind() {
     assert!(ports(&show).is_empty(), "ports left after the DELs: {show}");
     assert_eq!(leases(node), Vec::new(), "leases left after the DELs");
     assert_eq!(
-        store_pods(&cluster, node),
+        store_pods(cluster, node),
         Vec::<String>::new(),
         "pod records left in the store after the DELs"
     );
