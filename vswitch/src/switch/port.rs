@@ -81,4 +81,6 @@ impl PortConfig {
 pub(super) struct Port {
     pub(super) config: PortConfig,
     pub(super) stats: Arc<PortStats>,
+    /// The port's flood rate limiter.
+    pub(super) flood: super::flood_limit::FloodBucket,
 }
