@@ -185,6 +185,11 @@ impl ConnTrack {
         self.entries.is_empty()
     }
 
+    /// The most entries held at once.
+    pub fn capacity(&self) -> usize {
+        self.config.capacity
+    }
+
     /// Entries removed to make room for new ones.
     pub fn evictions(&self) -> u64 {
         self.evictions
