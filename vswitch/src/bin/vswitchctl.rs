@@ -309,7 +309,11 @@ fn print_show(show: &ShowReply) {
         (host.ifname.clone(), &host.counters),
         ("overlay".to_owned(), &show.overlay.counters),
     ];
-    dropping.extend(show.ports.iter().map(|port| (port.pod.clone(), &port.counters)));
+    dropping.extend(
+        show.ports
+            .iter()
+            .map(|port| (port.pod.clone(), &port.counters)),
+    );
     dropping.retain(|(_, counters)| drops(counters) > 0 || counters.mac_evictions > 0);
     if !dropping.is_empty() {
         println!();

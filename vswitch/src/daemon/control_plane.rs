@@ -800,13 +800,10 @@ impl ControlPlane {
                 Vec::new()
             }
         };
-        let tables = self
-            .datapath
-            .ask(DatapathCmd::Tables)
-            .unwrap_or_else(|e| {
-                eprintln!("vswitchd: show: reading the switch's tables: {e}");
-                TablesInfo::default()
-            });
+        let tables = self.datapath.ask(DatapathCmd::Tables).unwrap_or_else(|e| {
+            eprintln!("vswitchd: show: reading the switch's tables: {e}");
+            TablesInfo::default()
+        });
         ShowReply {
             node: self.config.node.clone(),
             subnet: self.node.subnet,

@@ -567,9 +567,8 @@ fn tables(switch: &Switch) -> TablesInfo {
 
 /// True when the virtio-net header at the front of `frame` asks for segmentation.
 fn is_gso(frame: &[u8]) -> bool {
-    VirtioNetHdr::new_checked(frame).is_ok_and(|header| {
-        header.gso_type() & !VIRTIO_NET_HDR_GSO_ECN != VIRTIO_NET_HDR_GSO_NONE
-    })
+    VirtioNetHdr::new_checked(frame)
+        .is_ok_and(|header| header.gso_type() & !VIRTIO_NET_HDR_GSO_ECN != VIRTIO_NET_HDR_GSO_NONE)
 }
 
 /// Writes one frame to a port, counting it as sent or dropped.

@@ -256,6 +256,16 @@ fn spoofed_frames_from_a_secured_pod_are_dropped_and_counted() {
             f[22..28].copy_from_slice(&M.octets());
             f
         },
+        // Own MAC, but an ethertype a pod has no business with (LLDP).
+        frame(MacAddr::BROADCAST, A, 0x88cc, &[0; 46]),
+        // Own MAC and address, behind two VLAN tags policy could not see through.
+        {
+            let inner = udp(C, A, IP_A, IP_C);
+            let mut f = inner[..12].to_vec();
+            f.extend_from_slice(&[0x88, 0xa8, 0, 5, 0x81, 0x00, 0, 6]);
+            f.extend_from_slice(&inner[12..]);
+            f
+        },
     ];
     for spoof in &spoofs {
         assert_eq!(
@@ -264,8 +274,8 @@ fn spoofed_frames_from_a_secured_pod_are_dropped_and_counted() {
         );
     }
     let a = stats(&switch, POD_A);
-    assert_eq!(a.drops(DropReason::PortSecurity), 4);
-    assert_eq!(a.rx_packets, 4);
+    assert_eq!(a.drops(DropReason::PortSecurity), 6);
+    assert_eq!(a.rx_packets, 6);
     // The spoofed MAC was not learned on A's port: B's frames still reach B.
     assert_eq!(
         switch.mac_table().lookup(B, t0),
@@ -285,7 +295,7 @@ fn spoofed_frames_from_a_secured_pod_are_dropped_and_counted() {
         decide(&mut switch, t0, POD_A, &own),
         Verdict::Unicast(Location::Port(POD_B))
     );
-    assert_eq!(stats(&switch, POD_A).total_drops(), 4);
+    assert_eq!(stats(&switch, POD_A).total_drops(), 6);
 }
 
 #[test]
