@@ -261,6 +261,19 @@ fn switch_config(
     })
 }
 
+/// 10.244.0.0/16, Kubernetes' customary pod CIDR.
+pub const DEFAULT_CLUSTER_CIDR: Ipv4Net = Ipv4Net::new_const(Ipv4Addr::new(10, 244, 0, 0), 16);
+
+fn hostname() -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_err(|e| ConfigError::NodeName(e.to_string()))?;
+    let name = text.trim().to_owned();
+    if name.is_empty() {
+        return Err(ConfigError::NodeName("the hostname is empty".into()));
+    }
+    Ok(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,17 +296,4 @@ mod tests {
             assert_eq!(error.map(|e| e.to_string()).as_deref(), Some(flag));
         }
     }
-}
-
-/// 10.244.0.0/16, Kubernetes' customary pod CIDR.
-pub const DEFAULT_CLUSTER_CIDR: Ipv4Net = Ipv4Net::new_const(Ipv4Addr::new(10, 244, 0, 0), 16);
-
-fn hostname() -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_err(|e| ConfigError::NodeName(e.to_string()))?;
-    let name = text.trim().to_owned();
-    if name.is_empty() {
-        return Err(ConfigError::NodeName("the hostname is empty".into()));
-    }
-    Ok(name)
 }
