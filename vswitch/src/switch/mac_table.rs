@@ -20,9 +20,12 @@
 //!   evicted; only [`MacTable::remove_location`] / [`MacTable::remove`] take them out.
 //! - A learned entry idle for longer than `aging` is a miss for [`MacTable::lookup`], even
 //!   before [`age`] removes it.
-//! - Refreshing or moving an existing entry does not allocate. The slab and the map are
-//!   sized for `capacity` up front (up to [`PREALLOCATED_ENTRIES`]), so learning new MACs
-//!   does not allocate either until the table has been that large.
+//! - Refreshing an existing entry does not allocate. The slab and the map are sized for
+//!   `capacity` up front (up to [`PREALLOCATED_ENTRIES`]), so learning new MACs does not
+//!   allocate either until the table has been that large, except for the first learned
+//!   entry of a location (a port or VTEP), which adds that location's list header; a
+//!   location's header goes with its last learned entry, so there are never more than
+//!   `capacity` of them.
 //! - The list order is the order of `learn` calls. With one caller whose `now` never goes
 //!   back (one worker) it is also the order of `last_seen`, which [`age`] relies on to stop
 //!   early; out-of-order instants only delay removal (lookups still miss on time).
