@@ -12,7 +12,8 @@
 //!   first removes expired entries and then, if that freed less than a batch (1/64 of the
 //!   capacity), the least recently seen ones up to about a batch, and counts them. One
 //!   pass over the table thus makes room for many connections, so a pod that keeps the
-//!   table full costs a few entry visits per new connection, not a scan of the table.
+//!   table full costs, on average, a few hundred entry visits per new connection, not a
+//!   scan of the table.
 //!   The least recently seen are found by a sample of the entries' ages: the batch is
 //!   approximate, but no entry kept is older than an entry evicted.
 //! - A lookup never returns an expired entry.
