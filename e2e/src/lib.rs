@@ -21,7 +21,8 @@
 //! doing VXLAN with the Linux kernel's own bridge and `vxlan` device, with [`KernelPod`]s;
 //! a [`Capture`] runs `tshark` on the wire and [`read_fields`] decodes the capture with
 //! Wireshark's dissectors; [`send_datagrams`] sends hand-made VXLAN datagrams and returns
-//! the answers; [`udp_source_seen`] tells the source address a receiver saw (no NAT).
+//! the answers; [`inject`] writes hand-made Ethernet frames onto a pod's interface from
+//! inside its namespace (a raw socket, as a compromised pod would); [`udp_source_seen`] tells the source address a receiver saw (no NAT).
 //!
 //! For faults: a [`PingFlow`] is a continuous `ping` whose replies carry the time they
 //! arrived (when did traffic stop, when did it come back); a [`Tmpfs`] is a tiny file
@@ -47,6 +48,7 @@ mod env;
 mod etcd;
 mod fabric_host;
 mod flow;
+mod inject;
 mod kernel_vtep;
 mod links;
 mod mount;
@@ -71,6 +73,7 @@ pub use env::{bin, bin_dir, next_id, preflight, require_root};
 pub use etcd::{Etcd, ETCDCTL_BIN, ETCD_BIN, ETCD_CLIENT};
 pub use fabric_host::FabricHost;
 pub use flow::{unix_now, EchoReply, PingFlow};
+pub use inject::{inject, Burst, Injected};
 pub use kernel_vtep::{set_tx_checksum, KernelNode, KernelPod, VXLAN_PORT};
 pub use links::{
     add_placeholder_link, default_route, devices_of_kind, ipv4_addresses, is_tap, link, links,

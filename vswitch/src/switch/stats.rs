@@ -53,11 +53,14 @@ pub enum DropReason {
     /// NetworkPolicy does not allow this new connection (the sender's egress or the
     /// receiver's ingress).
     PolicyDenied,
+    /// The frame had to be flooded, but its ingress port (or, from the overlay, its VTEP)
+    /// is over its flood rate limit.
+    FloodRate,
 }
 
 impl DropReason {
     /// The number of reasons.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -76,6 +79,7 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::BadOffload,
         DropReason::PolicyDenied,
+        DropReason::FloodRate,
     ];
 
     /// The counter label, e.g. `"port_security"`.
@@ -96,6 +100,7 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::BadOffload => "bad_offload",
             DropReason::PolicyDenied => "policy_denied",
+            DropReason::FloodRate => "flood_rate",
         }
     }
 
@@ -117,6 +122,7 @@ impl DropReason {
             DropReason::TooBig => 12,
             DropReason::BadOffload => 13,
             DropReason::PolicyDenied => 14,
+            DropReason::FloodRate => 15,
         }
     }
 }
@@ -135,6 +141,7 @@ pub struct PortStats {
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
     arp_replies: AtomicU64,
+    mac_evictions: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
 }
 
@@ -163,6 +170,12 @@ impl PortStats {
         self.arp_replies.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one MAC table entry learned on this port (or, on the overlay port, behind
+    /// one of its VTEPs) evicted because the port had reached its bound of learned MACs.
+    pub fn record_mac_eviction(&self) {
+        self.mac_evictions.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one frame dropped for `reason`.
     pub fn record_drop(&self, reason: DropReason) {
         if let Some(counter) = self.drops.get(reason.index()) {
@@ -185,6 +198,7 @@ impl PortStats {
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
             tx_bytes: self.tx_bytes.load(Ordering::Relaxed),
             arp_replies: self.arp_replies.load(Ordering::Relaxed),
+            mac_evictions: self.mac_evictions.load(Ordering::Relaxed),
             drops: DropReason::ALL.map(|reason| (reason.as_str(), self.drops(reason))),
         }
     }
@@ -203,6 +217,8 @@ pub struct PortStatsSnapshot {
     pub tx_bytes: u64,
     /// ARP requests the switch answered itself.
     pub arp_replies: u64,
+    /// MACs learned on the port evicted because the port reached its bound.
+    pub mac_evictions: u64,
     /// Drops as `(label, count)` for every reason, in [`DropReason::ALL`] order (the label
     /// is [`DropReason::as_str`]).
     pub drops: [(&'static str, u64); DropReason::COUNT],
@@ -216,6 +232,7 @@ impl Default for PortStatsSnapshot {
             tx_packets: 0,
             tx_bytes: 0,
             arp_replies: 0,
+            mac_evictions: 0,
             drops: DropReason::ALL.map(|reason| (reason.as_str(), 0)),
         }
     }
@@ -260,6 +277,7 @@ mod tests {
         stats.record_drop(DropReason::TxQueueFull);
         stats.record_tx(42);
         stats.record_arp_reply();
+        stats.record_mac_eviction();
         stats.record_drop(DropReason::PortSecurity);
         stats.record_drop(DropReason::PortSecurity);
         stats.record_drop(DropReason::Malformed);
@@ -267,6 +285,7 @@ mod tests {
         assert_eq!((snap.rx_packets, snap.rx_bytes), (2, 1574));
         assert_eq!((snap.tx_packets, snap.tx_bytes), (1, 42));
         assert_eq!(snap.arp_replies, 1);
+        assert_eq!(snap.mac_evictions, 1);
         assert_eq!(snap.drops(DropReason::PortSecurity), 2);
         assert_eq!(stats.drops(DropReason::Malformed), 1);
         assert_eq!(snap.drops(DropReason::TxQueueFull), 1);
