@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use overlay::encap::emit_header;
 use overlay::{
-    decapsulate, segment, DecapError, GsoError, GsoKind, Offload, UdpUnderlay, Underlay,
+    decapsulate, segment, segment_len, DecapError, GsoError, GsoKind, Offload, UdpUnderlay, Underlay,
     VXLAN_HEADER_LEN,
 };
 
@@ -54,10 +54,9 @@ pub struct OverlayPort<U: Underlay = UdpUnderlay> {
     max_frame: usize,
     peers: HashSet<Ipv4Addr>,
     stats: Arc<PortStats>,
-    /// Segments at `stride`, each behind its VXLAN header.
+    /// Segments packed back to back, each behind its VXLAN header.
     segments: Vec<u8>,
     lens: Vec<usize>,
-    stride: usize,
 }
 
 impl<U: Underlay> OverlayPort<U> {
@@ -76,7 +75,6 @@ impl<U: Underlay> OverlayPort<U> {
             stats,
             segments: vec![0; stride * MAX_SEGMENTS],
             lens: vec![0; MAX_SEGMENTS],
-            stride,
         }
     }
 
@@ -167,24 +165,31 @@ impl<U: Underlay> OverlayPort<U> {
             self.transmit_one(datagram, to, hint);
             return;
         }
+        // Segments packed back to back behind their VXLAN headers: the layout of one
+        // UDP GSO send.
+        let full_len = match segment_len(ethernet, offload) {
+            Ok(len) => len,
+            Err(GsoError::SegmentTooLong(_)) => return self.stats.record_drop(DropReason::TooBig),
+            Err(_) => return self.stats.record_drop(DropReason::BadOffload),
+        };
+        if full_len > self.max_frame {
+            // The pod's MSS is larger than the pod MTU allows: never fragment silently.
+            return self.stats.record_drop(DropReason::TooBig);
+        }
+        let stride = VXLAN_HEADER_LEN + full_len;
         let Some(out) = self.segments.get_mut(VXLAN_HEADER_LEN..) else {
             return;
         };
-        let count = match segment(ethernet, offload, out, self.stride, &mut self.lens) {
+        let count = match segment(ethernet, offload, out, stride, &mut self.lens) {
             Ok(count) => count,
-            // Segments that would not fit the underlay: the pod's MSS is above its MTU.
             Err(GsoError::StrideTooSmall { .. } | GsoError::SegmentTooLong(_)) => {
                 return self.stats.record_drop(DropReason::TooBig)
             }
             Err(_) => return self.stats.record_drop(DropReason::BadOffload),
         };
-        let lens = self.lens.get(..count).unwrap_or_default();
-        if lens.iter().any(|&len| len > self.max_frame) {
-            // The pod's MSS is larger than the pod MTU allows: never fragment silently.
-            return self.stats.record_drop(DropReason::TooBig);
-        }
-        for (i, &len) in lens.iter().enumerate() {
-            let start = i * self.stride;
+        let mut total = 0;
+        for (i, &len) in self.lens.iter().take(count).enumerate() {
+            let start = i * stride;
             let Some(datagram) = self.segments.get_mut(start..start + VXLAN_HEADER_LEN + len)
             else {
                 return;
@@ -192,14 +197,20 @@ impl<U: Underlay> OverlayPort<U> {
             if emit_header(self.vni, datagram).is_err() {
                 return self.stats.record_drop(DropReason::TxError);
             }
+            total = start + VXLAN_HEADER_LEN + len;
         }
-        for i in 0..count {
-            let start = i * self.stride;
-            let len = self.lens.get(i).copied().unwrap_or_default();
-            let Some(datagram) = self.segments.get(start..start + VXLAN_HEADER_LEN + len) else {
-                return;
-            };
-            self.transmit_one(datagram, to, hint);
+        let Some(datagrams) = self.segments.get(..total) else {
+            return;
+        };
+        match to {
+            Some(vtep) => {
+                transmit_segments(&self.underlay, &self.stats, datagrams, stride, vtep, hint);
+            }
+            None => {
+                for &vtep in &self.peers {
+                    transmit_segments(&self.underlay, &self.stats, datagrams, stride, vtep, hint);
+                }
+            }
         }
     }
 
@@ -237,6 +248,40 @@ fn transmit<U: Underlay>(
         }
         Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => stats.record_drop(DropReason::TooBig),
         Err(_) => stats.record_drop(DropReason::TxError),
+    }
+}
+
+/// Sends datagrams packed at `stride` (the last may be shorter) to `vtep` in one batch,
+/// counting each as sent or dropped.
+fn transmit_segments<U: Underlay>(
+    underlay: &U,
+    stats: &PortStats,
+    datagrams: &[u8],
+    stride: usize,
+    vtep: Ipv4Addr,
+    hint: u16,
+) {
+    let count = datagrams.len().div_ceil(stride.max(1));
+    let report = underlay.send_segments(datagrams, stride, vtep, hint);
+    let sent = report.sent.min(count);
+    let bytes = if sent == count {
+        datagrams.len()
+    } else {
+        sent * stride
+    };
+    stats.record_tx_batch(
+        u64::try_from(sent).unwrap_or(u64::MAX),
+        u64::try_from(bytes).unwrap_or(u64::MAX),
+    );
+    if let Some(error) = report.error {
+        let reason = match error.kind() {
+            io::ErrorKind::WouldBlock => DropReason::TxQueueFull,
+            _ if error.raw_os_error() == Some(libc::EMSGSIZE) => DropReason::TooBig,
+            _ => DropReason::TxError,
+        };
+        for _ in sent..count {
+            stats.record_drop(reason);
+        }
     }
 }
 
