@@ -163,7 +163,10 @@ impl TcpCoalescer {
         let has_held = latest.is_some();
         if let Some(held) = latest {
             if held.open {
-                if segment.mergeable && held.tag == tag && merge(held, self.headroom, frame, &segment) {
+                if segment.mergeable
+                    && held.tag == tag
+                    && merge(held, self.headroom, frame, &segment)
+                {
                     return Push::Merged;
                 }
                 held.open = false;
@@ -246,7 +249,11 @@ fn merge(held: &mut Held, headroom: usize, frame: &[u8], segment: &Segment) -> b
         .next_seq
         .wrapping_add(u32::try_from(payload_len).unwrap_or(0));
     if segment.flags & TCP_FLAG_PSH != 0 {
-        set_byte(&mut held.buf, headroom + L4 + 13, TCP_FLAG_ACK | TCP_FLAG_PSH);
+        set_byte(
+            &mut held.buf,
+            headroom + L4 + 13,
+            TCP_FLAG_ACK | TCP_FLAG_PSH,
+        );
         held.open = false;
     }
     if payload_len < held.gso_size {
@@ -465,10 +472,20 @@ mod tests {
         let mut coalescer = TcpCoalescer::new(4, HEADROOM);
         let mut seq = ISN;
         for _ in 0..3 {
-            assert_eq!(coalescer.push(7, &segment(seq, MSS)), if seq == ISN { Push::Held } else { Push::Merged });
+            assert_eq!(
+                coalescer.push(7, &segment(seq, MSS)),
+                if seq == ISN { Push::Held } else { Push::Merged }
+            );
             seq = seq.wrapping_add(1000);
         }
-        let last = segment_with(seq, 300, Opts { psh: true, ..Opts::default() });
+        let last = segment_with(
+            seq,
+            300,
+            Opts {
+                psh: true,
+                ..Opts::default()
+            },
+        );
         assert_eq!(coalescer.push(7, &last), Push::Merged);
         assert_eq!(coalescer.held(), 1);
         let mut out = drained(&mut coalescer);
@@ -490,7 +507,11 @@ mod tests {
         complete(frame, *offload);
         let (first_seq, payload, psh) = check(frame);
         assert_eq!(first_seq, ISN);
-        assert_eq!(payload, bytes_from(ISN, 3300), "payload in order, across the wrap");
+        assert_eq!(
+            payload,
+            bytes_from(ISN, 3300),
+            "payload in order, across the wrap"
+        );
         assert!(psh, "the last segment's PSH carries over");
         assert_eq!(coalescer.held(), 0, "drain forgets");
     }
@@ -544,24 +565,65 @@ mod tests {
                 (seq, payload.len())
             })
             .collect();
-        assert_eq!(seqs, vec![(ISN, 1000), (ISN + 2000, 2000), (ISN + 1000, 1000)]);
+        assert_eq!(
+            seqs,
+            vec![(ISN, 1000), (ISN + 2000, 2000), (ISN + 1000, 1000)]
+        );
     }
 
     #[test]
     fn flags_options_window_and_size_mismatches_end_a_frame() {
         let cases: [(&str, Vec<u8>); 5] = [
-            ("FIN", segment_with(ISN + 1000, MSS, Opts { fin: true, ..Opts::default() })),
-            ("timestamp", segment_with(ISN + 1000, MSS, Opts { timestamp: 1, ..Opts::default() })),
-            ("window", segment_with(ISN + 1000, MSS, Opts { window: 501, ..Opts::default() })),
+            (
+                "FIN",
+                segment_with(
+                    ISN + 1000,
+                    MSS,
+                    Opts {
+                        fin: true,
+                        ..Opts::default()
+                    },
+                ),
+            ),
+            (
+                "timestamp",
+                segment_with(
+                    ISN + 1000,
+                    MSS,
+                    Opts {
+                        timestamp: 1,
+                        ..Opts::default()
+                    },
+                ),
+            ),
+            (
+                "window",
+                segment_with(
+                    ISN + 1000,
+                    MSS,
+                    Opts {
+                        window: 501,
+                        ..Opts::default()
+                    },
+                ),
+            ),
             ("longer than the first", segment(ISN + 1000, MSS + 1)),
             ("pure ACK", segment(ISN + 1000, 0)),
         ];
         for (what, second) in cases {
             let mut coalescer = TcpCoalescer::new(4, HEADROOM);
             assert_eq!(coalescer.push(1, &segment(ISN, MSS)), Push::Held);
-            assert_eq!(coalescer.push(1, &second), Push::Held, "{what}: held behind");
+            assert_eq!(
+                coalescer.push(1, &second),
+                Push::Held,
+                "{what}: held behind"
+            );
             // The flow's next in-order segment may not join a frame across it.
-            assert_eq!(coalescer.push(1, &segment(ISN + 1000 + 1000, MSS)), Push::Held, "{what}");
+            assert_eq!(
+                coalescer.push(1, &segment(ISN + 1000 + 1000, MSS)),
+                Push::Held,
+                "{what}"
+            );
             let out = drained(&mut coalescer);
             assert_eq!(out.len(), 3, "{what}");
             assert_eq!(out[1].2, second, "{what}: passes unchanged, in order");
@@ -580,7 +642,11 @@ mod tests {
     #[test]
     fn what_is_not_mergeable_tcp_is_left_to_the_caller() {
         let mut coalescer = TcpCoalescer::new(4, HEADROOM);
-        assert_eq!(coalescer.push(1, &segment(ISN, 0)), Push::NotTaken, "pure ACK");
+        assert_eq!(
+            coalescer.push(1, &segment(ISN, 0)),
+            Push::NotTaken,
+            "pure ACK"
+        );
         let mut udp = Vec::new();
         PacketBuilder::ethernet2([2; 6], [3; 6])
             .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
@@ -613,7 +679,10 @@ mod tests {
     fn frames_stop_at_64_kib() {
         let mut coalescer = TcpCoalescer::new(8, HEADROOM);
         for i in 0..100u32 {
-            assert_ne!(coalescer.push(1, &segment(ISN.wrapping_add(i * 1448), 1448)), Push::Full);
+            assert_ne!(
+                coalescer.push(1, &segment(ISN.wrapping_add(i * 1448), 1448)),
+                Push::Full
+            );
         }
         let out = drained(&mut coalescer);
         assert_eq!(out.len(), 3, "45 + 45 + 10 segments");
@@ -633,16 +702,32 @@ mod tests {
     #[test]
     fn flows_and_destinations_are_kept_apart() {
         let mut coalescer = TcpCoalescer::new(3, HEADROOM);
-        let other = Opts { sport: 40001, ..Opts::default() };
+        let other = Opts {
+            sport: 40001,
+            ..Opts::default()
+        };
         coalescer.push(1, &segment(ISN, MSS));
         coalescer.push(1, &segment_with(ISN, MSS, other));
         assert_eq!(coalescer.push(1, &segment(ISN + 1000, MSS)), Push::Merged);
-        assert_eq!(coalescer.push(1, &segment_with(ISN + 1000, MSS, other)), Push::Merged);
-        assert_eq!(coalescer.push(2, &segment(ISN + 2000, MSS)), Push::Held, "other port");
-        assert_eq!(coalescer.push(2, &segment_with(ISN + 2000, MSS, other)), Push::Full);
+        assert_eq!(
+            coalescer.push(1, &segment_with(ISN + 1000, MSS, other)),
+            Push::Merged
+        );
+        assert_eq!(
+            coalescer.push(2, &segment(ISN + 2000, MSS)),
+            Push::Held,
+            "other port"
+        );
+        assert_eq!(
+            coalescer.push(2, &segment_with(ISN + 2000, MSS, other)),
+            Push::Full
+        );
         let out = drained(&mut coalescer);
         let tags: Vec<u16> = out.iter().map(|(tag, _, _)| *tag).collect();
         assert_eq!(tags, vec![1, 1, 2]);
-        assert_eq!(coalescer.push(2, &segment_with(ISN + 2000, MSS, other)), Push::Held);
+        assert_eq!(
+            coalescer.push(2, &segment_with(ISN + 2000, MSS, other)),
+            Push::Held
+        );
     }
 }

@@ -130,7 +130,9 @@ impl UdpUnderlay {
         {
             Ok(()) => true,
             Err(error) => {
-                eprintln!("overlay: UDP GSO (UDP_SEGMENT) unavailable, sending with sendmmsg: {error}");
+                eprintln!(
+                    "overlay: UDP GSO (UDP_SEGMENT) unavailable, sending with sendmmsg: {error}"
+                );
                 false
             }
         };
@@ -141,7 +143,9 @@ impl UdpUnderlay {
         {
             Ok(()) => true,
             Err(error) => {
-                eprintln!("overlay: UDP GRO (UDP_GRO) unavailable, receiving with recvmmsg: {error}");
+                eprintln!(
+                    "overlay: UDP GRO (UDP_GRO) unavailable, receiving with recvmmsg: {error}"
+                );
                 false
             }
         };
@@ -482,7 +486,11 @@ mod tests {
         let mut calls = 0;
         let deadline = Instant::now() + Duration::from_secs(5);
         while datagrams.len() < want {
-            assert!(Instant::now() < deadline, "got {} of {want}", datagrams.len());
+            assert!(
+                Instant::now() < deadline,
+                "got {} of {want}",
+                datagrams.len()
+            );
             let filled = underlay.recv_segments(&mut buf, slot, &mut blocks).unwrap();
             if filled == 0 {
                 std::thread::sleep(Duration::from_millis(1));
@@ -516,7 +524,10 @@ mod tests {
             .enumerate()
         {
             let n = u8::try_from(n).unwrap();
-            let (addr_a, addr_b) = (Ipv4Addr::new(127, 0, 40, 1 + 2 * n), Ipv4Addr::new(127, 0, 40, 2 + 2 * n));
+            let (addr_a, addr_b) = (
+                Ipv4Addr::new(127, 0, 40, 1 + 2 * n),
+                Ipv4Addr::new(127, 0, 40, 2 + 2 * n),
+            );
             let mut a = UdpUnderlay::bind(addr_a, 0).unwrap();
             let mut b = UdpUnderlay::bind(addr_b, a.peer_port()).unwrap();
             if !gso {
@@ -529,11 +540,18 @@ mod tests {
             let report = a.send_segments(&bytes, 1200, addr_b, 7);
             assert!(report.error.is_none(), "{:?}", report.error);
             assert_eq!(report.sent, 100);
-            assert_eq!(a.offloads().gso, gso, "GSO stays as it was: loopback can checksum");
+            assert_eq!(
+                a.offloads().gso,
+                gso,
+                "GSO stays as it was: loopback can checksum"
+            );
             let (got, calls) = recv_datagrams(&b, GRO_SLOT, 100);
             assert_eq!(got, sent, "gso {gso} gro {gro}");
             if gso && gro {
-                assert!(calls < 100, "GRO hands over blocks, not {calls} single datagrams");
+                assert!(
+                    calls < 100,
+                    "GRO hands over blocks, not {calls} single datagrams"
+                );
             }
         }
     }

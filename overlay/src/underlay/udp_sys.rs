@@ -73,7 +73,12 @@ fn sockaddr_len() -> socklen_t {
 /// The error of `sendmsg`: `EIO` when the route's device cannot checksum (GSO needs
 /// checksum offload), `EINVAL` when a segment does not fit the path MTU or there are
 /// too many, `EAGAIN` when the socket buffer is full.
-pub fn send_gso(fd: BorrowedFd<'_>, buf: &[u8], segment: u16, to: SocketAddrV4) -> io::Result<usize> {
+pub fn send_gso(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    segment: u16,
+    to: SocketAddrV4,
+) -> io::Result<usize> {
     let mut addr = sockaddr(to);
     let mut iov = iovec {
         iov_base: buf.as_ptr().cast_mut().cast::<c_void>(),

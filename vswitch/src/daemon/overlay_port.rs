@@ -22,15 +22,15 @@ use std::sync::Arc;
 
 use overlay::encap::emit_header;
 use overlay::{
-    decapsulate, segment, segment_len, DecapError, GsoError, GsoKind, Offload, UdpUnderlay, Underlay,
-    VXLAN_HEADER_LEN,
+    decapsulate, segment, segment_len, DecapError, GsoError, GsoKind, Offload, Received,
+    UdpUnderlay, Underlay, VXLAN_HEADER_LEN,
 };
 
 use crate::switch::{DropReason, PortStats};
 use crate::sys::tap::VNET_HDR_LEN;
 use crate::wire::virtio_net::{
-    VirtioNetHdr, VirtioNetRepr, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4,
-    VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4,
+    VirtioNetHdr, VirtioNetRepr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE,
+    VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4,
 };
 
 /// The inner Ethernet header. The pod MTU is the underlay MTU less VXLAN's 50 bytes of
@@ -44,6 +44,38 @@ const MAX_SEGMENTS: usize = 160;
 /// Where the VXLAN header of a received datagram starts in the receive buffer, so that
 /// the inner frame starts right after a virtio-net header's worth of room.
 pub const RECV_OFFSET: usize = VNET_HDR_LEN - VXLAN_HEADER_LEN;
+
+/// Bytes of one receive block: room for a whole UDP GRO block.
+pub const RX_SLOT: usize = overlay::underlay::GRO_SLOT;
+
+/// The most blocks one receive fills.
+pub const RX_BLOCKS: usize = 16;
+
+/// The virtio-net header of a frame the receive coalescer built
+/// ([`overlay::TcpCoalescer`]): a TCPv4 super-frame with a partial checksum, or a plain
+/// frame.
+pub fn coalesced_header(offload: Offload) -> VirtioNetRepr {
+    if offload == Offload::NONE {
+        return VirtioNetRepr::PLAIN;
+    }
+    VirtioNetRepr {
+        flags: if offload.needs_csum {
+            VIRTIO_NET_HDR_F_NEEDS_CSUM
+        } else {
+            0
+        },
+        gso_type: match offload.gso {
+            GsoKind::TcpV4 => VIRTIO_NET_HDR_GSO_TCPV4,
+            GsoKind::TcpV6 => VIRTIO_NET_HDR_GSO_TCPV6,
+            GsoKind::UdpL4 => VIRTIO_NET_HDR_GSO_UDP_L4,
+            GsoKind::None => VIRTIO_NET_HDR_GSO_NONE,
+        },
+        hdr_len: offload.hdr_len,
+        gso_size: offload.gso_size,
+        csum_start: offload.csum_start,
+        csum_offset: offload.csum_offset,
+    }
+}
 
 /// The overlay port of the data path, over any [`Underlay`]: the UDP socket in the
 /// daemon, the in-memory mesh in tests.
@@ -88,6 +120,30 @@ impl<U: Underlay> OverlayPort<U> {
         let gone = self.peers.difference(&peers).copied().collect();
         self.peers = peers;
         gone
+    }
+
+    /// Receives a batch without blocking: up to `blocks.len()` blocks of datagrams into
+    /// `buf`, block `i` at `buf[i * RX_SLOT..]` (see [`Underlay::recv_segments`]); each
+    /// datagram then goes through [`OverlayPort::inner`]. Returns the blocks filled, 0
+    /// when nothing is queued.
+    ///
+    /// # Errors
+    /// A socket error other than `WouldBlock`.
+    pub fn recv_blocks(&self, buf: &mut [u8], blocks: &mut [Received]) -> io::Result<usize> {
+        self.underlay.recv_segments(buf, RX_SLOT, blocks)
+    }
+
+    /// Checks one received datagram from `from` and returns its inner Ethernet frame,
+    /// or `None` when it is dropped (and counted): an unknown VTEP, another VNI, a bad
+    /// VXLAN header, an inner frame larger than the pod MTU allows.
+    pub fn inner<'a>(&self, datagram: &'a [u8], from: Ipv4Addr) -> Option<&'a [u8]> {
+        match self.check(datagram, from) {
+            Ok(len) => datagram.get(VXLAN_HEADER_LEN..VXLAN_HEADER_LEN + len),
+            Err(reason) => {
+                self.stats.record_drop(reason);
+                None
+            }
+        }
     }
 
     /// Receives one datagram into `buf[RECV_OFFSET..]` without blocking, checks it, and
