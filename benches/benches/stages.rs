@@ -145,7 +145,7 @@ fn bench_segment_and_coalesce(c: &mut Criterion) {
         })
         .collect();
     let mut coalescer = TcpCoalescer::new(4, 12);
-    let mut coalesce = |coalescer: &mut TcpCoalescer| {
+    let coalesce = |coalescer: &mut TcpCoalescer| {
         for piece in &pieces {
             black_box(coalescer.push(3, black_box(piece)));
         }

@@ -54,7 +54,7 @@ const AGING_TICK: Duration = Duration::from_secs(1);
 const FRAME_BUF: usize = VNET_HDR_LEN + 14 + 4 + 65_535;
 
 /// Super-frames the receive coalescer builds at once (distinct flows in one batch).
-const COALESCE_FRAMES: usize = 32;
+pub const COALESCE_FRAMES: usize = 32;
 
 /// Room for a reply the switch writes (an ARP reply is 42 bytes).
 const REPLY_BUF: usize = VNET_HDR_LEN + 128;

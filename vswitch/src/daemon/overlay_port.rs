@@ -4,14 +4,17 @@
 //!
 //! Sending: a frame with an offload (a TSO/USO super-frame, or a partial checksum) is
 //! segmented in user space into MTU-sized frames with complete checksums, each behind its
-//! VXLAN header at a fixed stride in one buffer; a plain frame gets its VXLAN header
-//! written in place, over the virtio-net header it no longer needs, and goes out without
-//! a copy. Broadcast, multicast and unknown unicast go to every peer VTEP (head-end
-//! replication), segmented once.
+//! VXLAN header, packed back to back at one stride in one buffer, and the lot goes to the
+//! underlay as one batch ([`Underlay::send_segments`]: one UDP GSO `sendmsg` on the UDP
+//! underlay). A plain frame gets its VXLAN header written in place, over the virtio-net
+//! header it no longer needs, and goes out without a copy. Broadcast, multicast and
+//! unknown unicast go to every peer VTEP (head-end replication), segmented once.
 //!
-//! Receiving: a datagram from an address that is no cluster node, with another VNI, or
-//! without VXLAN's I flag is dropped and counted; so is an inner frame larger than the
-//! pod MTU allows. Nothing is ever fragmented.
+//! Receiving: the data path reads blocks of datagrams ([`OverlayPort::recv_blocks`]: one
+//! `recvmmsg`, with UDP GRO many datagrams a block) and checks each with
+//! [`OverlayPort::inner`]: a datagram from an address that is no cluster node, with
+//! another VNI, or without VXLAN's I flag is dropped and counted; so is an inner frame
+//! larger than the pod MTU allows. Nothing is ever fragmented.
 #![forbid(unsafe_code)]
 
 use std::collections::HashSet;
@@ -41,9 +44,10 @@ const ETHERNET_OVERHEAD: usize = 14;
 /// The most segments one super-frame may be cut into (64 KiB at an MSS of 536 is 123).
 const MAX_SEGMENTS: usize = 160;
 
-/// Where the VXLAN header of a received datagram starts in the receive buffer, so that
-/// the inner frame starts right after a virtio-net header's worth of room.
-pub const RECV_OFFSET: usize = VNET_HDR_LEN - VXLAN_HEADER_LEN;
+/// Where a frame's VXLAN header goes in a buffer that starts with its virtio-net header:
+/// over the header's tail, right before the Ethernet frame, so a frame without offload
+/// is encapsulated in place.
+pub const ENCAP_OFFSET: usize = VNET_HDR_LEN - VXLAN_HEADER_LEN;
 
 /// Bytes of one receive block: room for a whole UDP GRO block.
 pub const RX_SLOT: usize = overlay::underlay::GRO_SLOT;
@@ -146,30 +150,6 @@ impl<U: Underlay> OverlayPort<U> {
         }
     }
 
-    /// Receives one datagram into `buf[RECV_OFFSET..]` without blocking, checks it, and
-    /// returns the length of the inner frame (which starts at `buf[VNET_HDR_LEN..]`) and
-    /// the sending VTEP. `Ok(None)` when nothing is queued; `Ok(Some(Err(reason)))` for a
-    /// datagram dropped (and counted) here.
-    ///
-    /// # Errors
-    /// A socket error other than `WouldBlock`.
-    pub fn recv(
-        &self,
-        buf: &mut [u8],
-    ) -> io::Result<Option<Result<(usize, Ipv4Addr), DropReason>>> {
-        let Some(room) = buf.get_mut(RECV_OFFSET..) else {
-            return Ok(None);
-        };
-        let Some((len, from)) = self.underlay.recv(room)? else {
-            return Ok(None);
-        };
-        let verdict = self.check(room.get(..len).unwrap_or_default(), from);
-        if let Err(reason) = verdict {
-            self.stats.record_drop(reason);
-        }
-        Ok(Some(verdict.map(|inner| (inner, from))))
-    }
-
     fn check(&self, datagram: &[u8], from: Ipv4Addr) -> Result<usize, DropReason> {
         if !self.peers.contains(&from) {
             return Err(DropReason::UnknownVtep);
@@ -212,7 +192,7 @@ impl<U: Underlay> OverlayPort<U> {
                 return self.stats.record_drop(DropReason::TooBig);
             }
             // The VXLAN header goes where the virtio-net header's tail was: no copy.
-            let Some(datagram) = frame.get_mut(RECV_OFFSET..) else {
+            let Some(datagram) = frame.get_mut(ENCAP_OFFSET..) else {
                 return;
             };
             if emit_header(self.vni, datagram).is_err() {
