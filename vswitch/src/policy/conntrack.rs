@@ -19,6 +19,8 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
+
 /// IP protocol numbers the table knows about.
 pub mod proto {
     /// ICMP.
@@ -161,7 +163,7 @@ impl Default for ConnTrackConfig {
 #[derive(Debug)]
 pub struct ConnTrack {
     config: ConnTrackConfig,
-    entries: HashMap<Key, Entry>,
+    entries: HashMap<Key, Entry, RandomState>,
     evictions: u64,
 }
 
@@ -170,7 +172,10 @@ impl ConnTrack {
     pub fn new(config: ConnTrackConfig) -> ConnTrack {
         ConnTrack {
             config,
-            entries: HashMap::with_capacity(config.capacity.min(1 << 16)),
+            entries: HashMap::with_capacity_and_hasher(
+                config.capacity.min(1 << 16),
+                RandomState::default(),
+            ),
             evictions: 0,
         }
     }
@@ -195,12 +200,13 @@ impl ConnTrack {
     /// `None` for a flow the table does not hold (or holds expired).
     pub fn track(&mut self, now: Instant, flow: Flow) -> Option<Tracked> {
         let (key, forward) = flow.key();
-        let timeout = {
-            let entry = self.entries.get(&key)?;
-            self.timeout(flow.protocol, entry.state)
-        };
+        // One hash lookup on the hit path (this runs for every packet of a tracked flow);
+        // the expired case pays a second one to remove.
+        let config = self.config;
         let entry = self.entries.get_mut(&key)?;
-        if now.saturating_duration_since(entry.last_seen) > timeout {
+        if now.saturating_duration_since(entry.last_seen)
+            > timeout_for(&config, flow.protocol, entry.state)
+        {
             self.entries.remove(&key);
             return None;
         }

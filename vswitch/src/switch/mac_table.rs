@@ -29,6 +29,8 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
+
 use crate::mac::MacAddr;
 
 use super::port::PortId;
@@ -110,7 +112,7 @@ struct Slot {
 pub struct MacTable {
     capacity: usize,
     aging: Duration,
-    index: HashMap<MacAddr, usize>,
+    index: HashMap<MacAddr, usize, RandomState>,
     slots: Vec<Slot>,
     /// Least recently seen learned slot.
     head: usize,
@@ -129,7 +131,7 @@ impl MacTable {
         MacTable {
             capacity,
             aging,
-            index: HashMap::with_capacity(prealloc),
+            index: HashMap::with_capacity_and_hasher(prealloc, RandomState::default()),
             slots: Vec::with_capacity(prealloc),
             head: NIL,
             tail: NIL,
