@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -93,11 +94,22 @@ impl Flow {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Key {
     low: (Ipv4Addr, u16),
     high: (Ipv4Addr, u16),
     protocol: u8,
+}
+
+impl Hash for Key {
+    /// The key packed into one 128-bit word and hashed with one write (field by field
+    /// is five rounds of the hasher, on every packet). Packing is one-to-one: address
+    /// and port take 48 bits of each half, the protocol 8 more of the low half.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let end = |(ip, port): (Ipv4Addr, u16)| (u64::from(ip.to_bits()) << 16) | u64::from(port);
+        let low = end(self.low) | (u64::from(self.protocol) << 48);
+        state.write_u128((u128::from(low) << 64) | u128::from(end(self.high)));
+    }
 }
 
 /// Which way a tracked packet goes.
