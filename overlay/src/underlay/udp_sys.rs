@@ -7,6 +7,11 @@
 //!
 //! Linux ABI: `include/uapi/linux/udp.h` (`UDP_SEGMENT` 103, `UDP_GRO` 104), `udp(7)`,
 //! `sendmmsg(2)`, `recvmmsg(2)`, `cmsg(3)`.
+//!
+//! Why not safe wrappers: `socket2` has `sendmsg`/`recvmsg` with control buffers, but
+//! no `setsockopt` for these options and no `sendmmsg`/`recvmmsg`, so this module would
+//! exist anyway; `nix` has all of it, at the price of a new dependency for a handful of
+//! calls. The crate's only `unsafe` is here, one block per call or struct.
 #![allow(unsafe_code)]
 
 use std::io;
