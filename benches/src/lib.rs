@@ -83,6 +83,65 @@ pub fn udp_frame(
     frame
 }
 
+/// Length of a TCP header without options.
+pub const TCP_HEADER_LEN: usize = 20;
+
+/// An Ethernet + IPv4 + TCP segment (ACK, no options) of pod `src` to pod `dst`, port
+/// 40000 to 5201, sequence number `seq`, with `payload` bytes (byte `i` is
+/// `(seq + i) as u8`), a valid IPv4 header checksum and a valid TCP checksum. A payload
+/// above one MSS makes it the TSO super-frame a pod's kernel hands its TAP (with the
+/// checksum already complete, which segmentation ignores).
+pub fn tcp_frame(
+    dst: MacAddr,
+    src: MacAddr,
+    src_ip: Ipv4Addr,
+    dst_ip: Ipv4Addr,
+    seq: u32,
+    payload: usize,
+) -> Vec<u8> {
+    let ip_len = u16::try_from(IPV4_HEADER_LEN + TCP_HEADER_LEN + payload).unwrap_or(u16::MAX);
+    let tcp_len = ip_len.saturating_sub(20);
+    let mut frame = Vec::with_capacity(ETHERNET_HEADER_LEN + usize::from(ip_len));
+    frame.extend_from_slice(&dst.octets());
+    frame.extend_from_slice(&src.octets());
+    frame.extend_from_slice(&0x0800u16.to_be_bytes());
+    let [l0, l1] = ip_len.to_be_bytes();
+    let [s0, s1, s2, s3] = src_ip.octets();
+    let [d0, d1, d2, d3] = dst_ip.octets();
+    // Version 4, IHL 5; id 1, DF; TTL 64, TCP; checksum filled in below.
+    let mut ip: [u8; IPV4_HEADER_LEN] = [
+        0x45, 0, l0, l1, 0, 1, 0x40, 0, 64, 6, 0, 0, s0, s1, s2, s3, d0, d1, d2, d3,
+    ];
+    let [c0, c1] = internet_checksum(&ip).to_be_bytes();
+    if let Some(checksum) = ip.get_mut(10..12) {
+        checksum.copy_from_slice(&[c0, c1]);
+    }
+    frame.extend_from_slice(&ip);
+    let tcp_start = frame.len();
+    frame.extend_from_slice(&40000u16.to_be_bytes());
+    frame.extend_from_slice(&5201u16.to_be_bytes());
+    frame.extend_from_slice(&seq.to_be_bytes());
+    frame.extend_from_slice(&1u32.to_be_bytes()); // ack
+    frame.extend_from_slice(&[0x50, 0x10]); // data offset 5, ACK
+    frame.extend_from_slice(&512u16.to_be_bytes()); // window
+    frame.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+    frame.extend((0..payload).map(|i| {
+        seq.wrapping_add(u32::try_from(i).unwrap_or(0))
+            .to_le_bytes()[0]
+    }));
+    let mut pseudo = Vec::with_capacity(12 + usize::from(tcp_len));
+    pseudo.extend_from_slice(&src_ip.octets());
+    pseudo.extend_from_slice(&dst_ip.octets());
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&tcp_len.to_be_bytes());
+    pseudo.extend_from_slice(frame.get(tcp_start..).unwrap_or_default());
+    let [t0, t1] = internet_checksum(&pseudo).to_be_bytes();
+    if let Some(checksum) = frame.get_mut(tcp_start + 16..tcp_start + 18) {
+        checksum.copy_from_slice(&[t0, t1]);
+    }
+    frame
+}
+
 /// A broadcast ARP request from `src` (holding `sender_ip`) for `target_ip`, padded to the
 /// 60-byte Ethernet minimum.
 pub fn arp_request_frame(src: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
@@ -112,6 +171,20 @@ mod tests {
         // A header with its checksum in sums to zero.
         assert_eq!(internet_checksum(&frame[14..34]), 0);
         assert_eq!(u16::from_be_bytes([frame[38], frame[39]]), 30);
+    }
+
+    #[test]
+    fn tcp_frame_is_well_formed() {
+        let frame = tcp_frame(pod_mac(2), pod_mac(1), pod_ip(1), pod_ip(2), 7, 1001);
+        assert_eq!(frame.len(), 14 + 20 + 20 + 1001);
+        assert_eq!(internet_checksum(&frame[14..34]), 0);
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&frame[26..34]);
+        pseudo.extend_from_slice(&[0, 6]);
+        pseudo.extend_from_slice(&u16::try_from(20 + 1001).unwrap().to_be_bytes());
+        pseudo.extend_from_slice(&frame[34..]);
+        assert_eq!(internet_checksum(&pseudo), 0, "the TCP checksum verifies");
+        assert_eq!(frame[54], 7);
     }
 
     #[test]

@@ -29,17 +29,30 @@ pub fn fold(mut sum: u64) -> u32 {
 /// The ones'-complement sum of `data` read as big-endian 16-bit words, folded to
 /// `0..=0xFFFF`. An odd trailing byte counts as the high byte of a last word.
 pub fn sum(data: &[u8]) -> u32 {
-    // Summing 32-bit big-endian words is the same as summing their two 16-bit halves,
-    // because 2^16 ≡ 1 (mod 2^16 - 1). A u64 accumulator cannot overflow for any slice
-    // shorter than 2^32 words.
-    let mut acc: u64 = 0;
-    let mut words = data.chunks_exact(4);
+    // Summing 64-bit big-endian words is the same as summing their four 16-bit parts,
+    // because 2^16 ≡ 1 (mod 2^16 - 1), and so is summing 32-bit words. A u128
+    // accumulator cannot overflow for any slice; the carries above bit 64 are folded
+    // back at the end. Eight bytes a step: this runs over every byte that crosses the
+    // overlay.
+    let mut wide: u128 = 0;
+    let mut words = data.chunks_exact(8);
     for word in &mut words {
+        if let Ok(bytes) = <[u8; 8]>::try_from(word) {
+            wide += u128::from(u64::from_be_bytes(bytes));
+        }
+    }
+    let wide = (wide & u128::from(u64::MAX)) + (wide >> 64);
+    let wide = (wide & u128::from(u64::MAX)) + (wide >> 64);
+    // The second fold leaves at most 64 bits.
+    let wide = u64::try_from(wide).unwrap_or(u64::MAX);
+    let mut acc: u64 = u64::from(fold(wide));
+    let mut rest = words.remainder().chunks_exact(4);
+    for word in &mut rest {
         if let Ok(bytes) = <[u8; 4]>::try_from(word) {
             acc += u64::from(u32::from_be_bytes(bytes));
         }
     }
-    let mut tail = words.remainder().chunks(2);
+    let mut tail = rest.remainder().chunks(2);
     for pair in &mut tail {
         let word = match *pair {
             [hi, lo] => u16::from_be_bytes([hi, lo]),
@@ -139,6 +152,31 @@ mod tests {
             acc += u64::from(u16::from_be_bytes([hi, lo]));
         }
         assert_eq!(sum(&data), fold(acc));
+    }
+
+    /// Every length (so every tail: 8-byte words, a 4-byte word, a pair, an odd byte),
+    /// and all-ones data whose wide sum carries past 64 bits many times.
+    #[test]
+    fn every_length_and_heavy_carries_equal_the_word_sum() {
+        let word_sum = |data: &[u8]| {
+            let mut acc = 0u64;
+            for pair in data.chunks(2) {
+                let hi = pair.first().copied().unwrap_or(0);
+                let lo = pair.get(1).copied().unwrap_or(0);
+                acc += u64::from(u16::from_be_bytes([hi, lo]));
+            }
+            fold(acc)
+        };
+        let mixed: Vec<u8> = (0..200u32)
+            .map(|i| u8::try_from((i * 97 + 13) % 256).unwrap_or(0))
+            .collect();
+        for len in 0..=mixed.len() {
+            assert_eq!(sum(&mixed[..len]), word_sum(&mixed[..len]), "length {len}");
+        }
+        let ones = vec![0xFFu8; 65_537];
+        assert_eq!(sum(&ones), word_sum(&ones));
+        let high = vec![0xFEu8; 9_001];
+        assert_eq!(sum(&high), word_sum(&high));
     }
 
     #[test]

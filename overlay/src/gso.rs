@@ -250,6 +250,25 @@ pub fn segment(
     layout.cut(frame, offload.gso_size, out, stride, lens)
 }
 
+/// The length of the longest segment [`segment`] cuts `frame` into: headers plus
+/// `gso_size` (or the whole payload when it is shorter); the frame's length for
+/// [`GsoKind::None`]. Used as `stride`, it packs the segments back to back, every one
+/// that long but the last, which is the layout UDP GSO sends.
+///
+/// # Errors
+/// As [`segment`] for the headers; [`GsoError::ZeroGsoSize`].
+pub fn segment_len(frame: &[u8], offload: Offload) -> Result<usize, GsoError> {
+    if offload.gso == GsoKind::None {
+        return Ok(frame.len());
+    }
+    if offload.gso_size == 0 {
+        return Err(GsoError::ZeroGsoSize);
+    }
+    let layout = Layout::parse(frame, offload)?;
+    let payload = frame.len().saturating_sub(layout.headers_len);
+    Ok(layout.headers_len + payload.min(usize::from(offload.gso_size)))
+}
+
 /// Checks that the two-byte checksum field `offload` points at lies inside the frame.
 fn check_checksum_field(frame_len: usize, offload: Offload) -> Result<(), GsoError> {
     let field_end = usize::from(offload.csum_start) + usize::from(offload.csum_offset) + 2;

@@ -13,20 +13,22 @@
 //!
 //! Everything but [`underlay`] is sans-IO: it reads and writes caller-provided buffers,
 //! never allocates and never panics on any input.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod checksum;
 pub mod encap;
 pub mod flow_hash;
+pub mod gro;
 pub mod gso;
 pub mod underlay;
 pub mod vxlan;
 
 pub use encap::{decapsulate, encapsulate, DecapError, EncapError, OuterHeaders};
 pub use flow_hash::source_port;
-pub use gso::{segment, GsoError, GsoKind, Offload};
+pub use gro::{Push, TcpCoalescer};
+pub use gso::{segment, segment_len, GsoError, GsoKind, Offload};
 #[cfg(any(test, feature = "test-utils"))]
 pub use underlay::{MemoryMesh, MemoryUnderlay};
-pub use underlay::{UdpUnderlay, Underlay};
+pub use underlay::{Received, SendReport, UdpOffloads, UdpUnderlay, Underlay};
 pub use vxlan::{VxlanError, VxlanPacket, VxlanRepr, DEFAULT_PORT, VXLAN_HEADER_LEN};

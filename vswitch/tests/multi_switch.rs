@@ -3,8 +3,9 @@
 //! as pods and operators would observe them.
 //!
 //! Each node is the daemon's data path driven by hand (see `common`): pod frames go
-//! through `Switch::decide` and the `OverlayPort`, datagrams come back through
-//! `OverlayPort::recv` and `Switch::decide_from_vtep`. Time is simulated.
+//! through `Switch::decide` and the `OverlayPort`, datagrams come back in batches through
+//! `OverlayPort::recv_blocks`, `Switch::decide_from_vtep` and the TCP coalescer. Time is
+//! simulated.
 
 mod common;
 
@@ -12,9 +13,12 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use etherparse::{Ipv4Header, TcpHeader};
-use overlay::{encapsulate, Underlay, VXLAN_HEADER_LEN};
+use overlay::{encapsulate, GsoKind, Offload, Underlay, VXLAN_HEADER_LEN};
 use vswitch::mac::MacAddr;
 use vswitch::switch::{DropReason, Location, PortId, SwitchConfig};
+use vswitch::wire::virtio_net::{
+    VirtioNetHdr, VirtioNetRepr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4,
+};
 
 use common::{
     arp_reply, arp_request, cluster, ethernet, ethernet_frame, in_flight, settle, tcp_tso, udp,
@@ -348,8 +352,12 @@ fn a_remote_frame_cannot_steal_a_local_pods_mac() {
     assert_eq!(in_flight(&mesh), [0, 0, 0]);
 }
 
+/// A pod's TSO super-frame crosses the overlay as MTU-sized segments (one VXLAN
+/// datagram each) and reaches the pod on the other node coalesced again: one frame whose
+/// virtio-net header asks the pod's kernel to take it as the segments it stands for.
+/// Cut again as a NIC would, those segments are exactly what left node 1.
 #[test]
-fn tso_super_frames_are_segmented_on_the_way_out() {
+fn tso_super_frames_are_segmented_on_the_way_out_and_coalesced_on_the_way_in() {
     let (mesh, [mut n1, mut n2]) = cluster::<2>(SwitchConfig::default());
     let a = n1.add_pod(5);
     let b = n2.add_pod(5);
@@ -363,15 +371,40 @@ fn tso_super_frames_are_segmented_on_the_way_out() {
     assert_eq!(n1.overlay_stats().total_drops(), 0);
     let expected = payload.len().div_ceil(usize::from(mss));
     assert_eq!(expected, 8);
-    assert_eq!(mesh.pending(vtep(2)), expected);
+    assert_eq!(mesh.pending(vtep(2)), expected, "one datagram per segment");
+    assert_eq!(n1.overlay_stats().tx_packets, 8);
     n2.pump();
 
     let frames = n2.take(b.port);
-    assert_eq!(frames.len(), expected);
+    assert_eq!(frames.len(), 1, "coalesced into one super-frame");
+    let frame = &frames[0];
+    let header = VirtioNetRepr::parse(&VirtioNetHdr::new_checked(&frame[..VNET]).unwrap()).unwrap();
+    assert_eq!(
+        header,
+        VirtioNetRepr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: mss,
+            csum_start: 34,
+            csum_offset: 16,
+        }
+    );
+    let offload = Offload {
+        needs_csum: true,
+        csum_start: 34,
+        csum_offset: 16,
+        gso: GsoKind::TcpV4,
+        gso_size: mss,
+        hdr_len: 54,
+    };
+    let mut out = vec![0u8; 16 * 1500];
+    let mut lens = [0usize; 16];
+    let count = overlay::segment(ethernet(frame), offload, &mut out, 1500, &mut lens).unwrap();
+    assert_eq!(count, expected);
     let mut received = Vec::new();
-    for (i, frame) in frames.iter().enumerate() {
-        assert_eq!(frame[..VNET], [0; VNET], "no offload left for the pod");
-        let eth = ethernet(frame);
+    for i in 0..count {
+        let eth = &out[i * 1500..i * 1500 + lens[i]];
         assert!(eth.len() <= MTU + 14, "segment {i}: {} bytes", eth.len());
         assert_eq!(eth[..6], b.mac.octets());
         assert_eq!(eth[6..12], a.mac.octets());
@@ -394,6 +427,53 @@ fn tso_super_frames_are_segmented_on_the_way_out() {
     }
     assert_eq!(received, payload);
     assert_eq!(n2.overlay_stats().total_drops(), 0);
+}
+
+/// A segment damaged on the underlay is never merged: it reaches the pod as it came
+/// (whose kernel drops it on its bad checksum), and the good segments around it are
+/// delivered in order.
+#[test]
+fn a_corrupt_segment_is_not_coalesced() {
+    let (mesh, [mut n1, mut n2]) = cluster::<2>(SwitchConfig::default());
+    let a = n1.add_pod(5);
+    let b = n2.add_pod(5);
+    // Node 1's segments, sent by hand from a peer VTEP so one can be damaged on the way.
+    let peer_ip = Ipv4Addr::new(192, 0, 2, 77);
+    let peer = mesh.attach(peer_ip).unwrap();
+    n2.set_peers(&[vtep(1), peer_ip]);
+    let super_frame = tcp_tso(a, b, 1, &[7u8; 4 * 1000], 1000);
+    let offload = Offload {
+        needs_csum: true,
+        csum_start: 34,
+        csum_offset: 16,
+        gso: GsoKind::TcpV4,
+        gso_size: 1000,
+        hdr_len: 54,
+    };
+    let mut out = vec![0u8; 4 * 1100];
+    let mut lens = [0usize; 4];
+    assert_eq!(
+        overlay::segment(ethernet(&super_frame), offload, &mut out, 1100, &mut lens),
+        Ok(4)
+    );
+    for (i, len) in lens.into_iter().enumerate() {
+        let mut datagram = vec![0u8; VXLAN_HEADER_LEN + len];
+        encapsulate(VNI, &out[i * 1100..i * 1100 + len], &mut datagram).unwrap();
+        if i == 2 {
+            datagram[VXLAN_HEADER_LEN + 54 + 10] ^= 1;
+        }
+        peer.send(&datagram, n2.vtep, 4789).unwrap();
+    }
+    n2.pump();
+    let frames = n2.take(b.port);
+    let sizes: Vec<(usize, [u8; VNET])> = frames
+        .iter()
+        .map(|f| (f.len() - VNET - 54, f[..VNET].try_into().unwrap()))
+        .collect();
+    assert_eq!(sizes.len(), 3, "{sizes:?}");
+    assert_eq!(sizes[0].0, 2000, "the first two merged");
+    assert_eq!(sizes[1], (1000, [0; VNET]), "the corrupt one as it came");
+    assert_eq!(sizes[2], (1000, [0; VNET]), "the last alone, after it");
 }
 
 #[test]

@@ -185,6 +185,15 @@ impl ControlPlane {
                 source,
             },
         )?;
+        let offloads = underlay.offloads();
+        let on_off = |on: bool| if on { "on" } else { "off" };
+        eprintln!(
+            "vswitchd: underlay {}:{}: UDP GSO {} (else sendmmsg), UDP GRO {} (else recvmmsg)",
+            config.underlay_ip,
+            config.vxlan_port,
+            on_off(offloads.gso),
+            on_off(offloads.gro)
+        );
         let overlay_stats = Arc::new(PortStats::default());
         let overlay =
             OverlayPort::new(underlay, config.vni, config.mtu, Arc::clone(&overlay_stats));

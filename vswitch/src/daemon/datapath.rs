@@ -39,7 +39,8 @@ use crate::switch::{
 use crate::sys::tap::{Tap, VNET_HDR_LEN};
 use crate::wire::virtio_net::{VirtioNetHdr, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_NONE};
 
-use super::overlay_port::OverlayPort;
+use super::overlay_port::{coalesced_header, OverlayPort, RX_BLOCKS, RX_SLOT};
+use overlay::{Push, Received, TcpCoalescer};
 
 /// The switch port id of the overlay (every remote VTEP is behind it). Its poll token is
 /// the same number.
@@ -57,6 +58,9 @@ const AGING_TICK: Duration = Duration::from_secs(1);
 /// The largest frame a TAP hands us: a 64 KiB GSO super-frame plus its Ethernet header
 /// and virtio-net header.
 const FRAME_BUF: usize = VNET_HDR_LEN + 14 + 4 + 65_535;
+
+/// Super-frames the receive coalescer builds at once (distinct flows in one batch).
+pub const COALESCE_FRAMES: usize = 32;
 
 /// Room for a reply the switch writes (an ARP reply is 42 bytes).
 const REPLY_BUF: usize = VNET_HDR_LEN + 128;
@@ -201,6 +205,11 @@ struct Datapath {
     max_frame: usize,
     frame: Vec<u8>,
     reply: Vec<u8>,
+    /// The underlay receive buffer: [`RX_BLOCKS`] blocks of [`RX_SLOT`] bytes.
+    rx: Vec<u8>,
+    blocks: [Received; RX_BLOCKS],
+    /// Merges the TCP segments of one receive batch into super-frames.
+    coalescer: TcpCoalescer,
 }
 
 impl Datapath {
@@ -216,6 +225,9 @@ impl Datapath {
             max_frame,
             frame: vec![0; FRAME_BUF],
             reply: vec![0; REPLY_BUF],
+            rx: vec![0; RX_SLOT * RX_BLOCKS],
+            blocks: [Received::EMPTY; RX_BLOCKS],
+            coalescer: TcpCoalescer::new(COALESCE_FRAMES, VNET_HDR_LEN),
         }
     }
 
@@ -416,71 +428,79 @@ impl Datapath {
         Served::CutShort
     }
 
-    /// Reads and forwards up to [`BATCH`] datagrams from the underlay.
+    /// Reads one batch from the underlay (up to [`RX_BLOCKS`] blocks of datagrams, one
+    /// system call), forwards every datagram, and writes the TCP segments bound for a
+    /// local port coalesced into as few super-frames as they allow.
     fn serve_overlay(&mut self) -> Served {
-        for _ in 0..BATCH {
-            let Some(overlay) = self.overlay.as_ref() else {
+        let Datapath {
+            switch,
+            ports,
+            overlay,
+            frame,
+            reply,
+            rx,
+            blocks,
+            coalescer,
+            ..
+        } = self;
+        let Some(overlay) = overlay.as_mut() else {
+            return Served::Drained;
+        };
+        let filled = match overlay.recv_blocks(rx, blocks) {
+            Ok(filled) => filled,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Served::CutShort,
+            Err(e) => {
+                eprintln!("vswitchd: datapath: underlay receive failed: {e}");
                 return Served::Drained;
-            };
-            let (inner_len, vtep) = match overlay.recv(&mut self.frame) {
-                Ok(Some(Ok(received))) => received,
-                Ok(Some(Err(_dropped_and_counted))) => continue,
-                Ok(None) => return Served::Drained,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    eprintln!("vswitchd: datapath: underlay receive failed: {e}");
-                    return Served::Drained;
-                }
-            };
-            // The VXLAN header sat right before the inner frame; a zero virtio-net header
-            // (no offload: the pod's kernel checks the checksums) takes its place.
-            if let Some(header) = self.frame.get_mut(..VNET_HDR_LEN) {
-                header.fill(0);
             }
-            self.forward_from_vtep(vtep, VNET_HDR_LEN + inner_len);
-        }
-        Served::CutShort
-    }
-
-    fn forward_from_vtep(&mut self, vtep: Ipv4Addr, len: usize) {
+        };
         let now = Instant::now();
-        let Some(ethernet) = self.frame.get(VNET_HDR_LEN..len) else {
-            return;
-        };
-        let Some(reply_body) = self.reply.get_mut(VNET_HDR_LEN..) else {
-            return;
-        };
-        match self
-            .switch
-            .decide_from_vtep(now, OVERLAY_PORT, vtep, ethernet, reply_body)
-        {
-            Verdict::Unicast(Location::Port(egress)) => {
-                if let Some(frame) = self.frame.get(..len) {
-                    send(&self.ports, egress, frame);
-                }
-            }
-            Verdict::Flood => {
-                let Some(frame) = self.frame.get(..len) else {
-                    return;
+        for (index, block) in blocks.iter().take(filled).enumerate() {
+            let start = index * RX_SLOT;
+            let Some(bytes) = rx.get(start..start + block.len) else {
+                continue;
+            };
+            for datagram in bytes.chunks(block.segment_len.max(1)) {
+                let Some(inner) = overlay.inner(datagram, block.src) else {
+                    continue;
                 };
-                for egress in self.switch.flood_ports(OVERLAY_PORT) {
-                    send(&self.ports, egress, frame);
-                }
-            }
-            Verdict::Reply { len } => {
-                if let Some(header) = self.reply.get_mut(..VNET_HDR_LEN) {
-                    header.fill(0);
-                }
-                let (Some(overlay), Some(reply)) = (
-                    self.overlay.as_mut(),
-                    self.reply.get_mut(..VNET_HDR_LEN + len),
-                ) else {
-                    return;
+                let Some(reply_body) = reply.get_mut(VNET_HDR_LEN..) else {
+                    continue;
                 };
-                overlay.unicast(reply, vtep);
+                match switch.decide_from_vtep(now, OVERLAY_PORT, block.src, inner, reply_body) {
+                    Verdict::Unicast(Location::Port(egress)) => {
+                        let mut pushed = coalescer.push(egress, inner);
+                        if pushed == Push::Full {
+                            flush_coalesced(coalescer, ports);
+                            pushed = coalescer.push(egress, inner);
+                        }
+                        if matches!(pushed, Push::NotTaken | Push::Full) {
+                            send_plain(ports, frame, egress, inner);
+                        }
+                    }
+                    Verdict::Flood => {
+                        for egress in switch.flood_ports(OVERLAY_PORT) {
+                            send_plain(ports, frame, egress, inner);
+                        }
+                    }
+                    Verdict::Reply { len } => {
+                        if let Some(header) = reply.get_mut(..VNET_HDR_LEN) {
+                            header.fill(0);
+                        }
+                        if let Some(reply) = reply.get_mut(..VNET_HDR_LEN + len) {
+                            overlay.unicast(reply, block.src);
+                        }
+                    }
+                    // The switch drops (and counts) a frame from one VTEP for another.
+                    Verdict::Unicast(Location::Vtep(_)) | Verdict::Drop(_) => {}
+                }
             }
-            // The switch drops (and counts) a frame from one VTEP for another.
-            Verdict::Unicast(Location::Vtep(_)) | Verdict::Drop(_) => {}
+        }
+        flush_coalesced(coalescer, ports);
+        if filled == blocks.len() {
+            Served::CutShort
+        } else {
+            Served::Drained
         }
     }
 
@@ -569,6 +589,30 @@ fn tables(switch: &Switch) -> TablesInfo {
 fn is_gso(frame: &[u8]) -> bool {
     VirtioNetHdr::new_checked(frame)
         .is_ok_and(|header| header.gso_type() & !VIRTIO_NET_HDR_GSO_ECN != VIRTIO_NET_HDR_GSO_NONE)
+}
+
+/// Writes every frame the coalescer holds to its port, behind the virtio-net header
+/// its offload asks for.
+fn flush_coalesced(coalescer: &mut TcpCoalescer, ports: &[Option<Port>]) {
+    coalescer.drain(|egress, offload, buf| {
+        let Some(header) = buf.get_mut(..VNET_HDR_LEN) else {
+            return;
+        };
+        coalesced_header(offload).emit(&mut VirtioNetHdr::new_unchecked(header));
+        send(ports, egress, buf);
+    });
+}
+
+/// Writes an Ethernet frame that has no virtio-net header of its own to a port, copied
+/// behind a plain header into `scratch`.
+fn send_plain(ports: &[Option<Port>], scratch: &mut [u8], egress: PortId, ethernet: &[u8]) {
+    let Some(frame) = scratch.get_mut(..VNET_HDR_LEN + ethernet.len()) else {
+        return;
+    };
+    let (header, body) = frame.split_at_mut(VNET_HDR_LEN);
+    header.fill(0);
+    body.copy_from_slice(ethernet);
+    send(ports, egress, frame);
 }
 
 /// Writes one frame to a port, counting it as sent or dropped.

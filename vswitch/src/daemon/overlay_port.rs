@@ -4,14 +4,17 @@
 //!
 //! Sending: a frame with an offload (a TSO/USO super-frame, or a partial checksum) is
 //! segmented in user space into MTU-sized frames with complete checksums, each behind its
-//! VXLAN header at a fixed stride in one buffer; a plain frame gets its VXLAN header
-//! written in place, over the virtio-net header it no longer needs, and goes out without
-//! a copy. Broadcast, multicast and unknown unicast go to every peer VTEP (head-end
-//! replication), segmented once.
+//! VXLAN header, packed back to back at one stride in one buffer, and the lot goes to the
+//! underlay as one batch ([`Underlay::send_segments`]: one UDP GSO `sendmsg` on the UDP
+//! underlay). A plain frame gets its VXLAN header written in place, over the virtio-net
+//! header it no longer needs, and goes out without a copy. Broadcast, multicast and
+//! unknown unicast go to every peer VTEP (head-end replication), segmented once.
 //!
-//! Receiving: a datagram from an address that is no cluster node, with another VNI, or
-//! without VXLAN's I flag is dropped and counted; so is an inner frame larger than the
-//! pod MTU allows. Nothing is ever fragmented.
+//! Receiving: the data path reads blocks of datagrams ([`OverlayPort::recv_blocks`]: one
+//! `recvmmsg`, with UDP GRO many datagrams a block) and checks each with
+//! [`OverlayPort::inner`]: a datagram from an address that is no cluster node, with
+//! another VNI, or without VXLAN's I flag is dropped and counted; so is an inner frame
+//! larger than the pod MTU allows. Nothing is ever fragmented.
 #![forbid(unsafe_code)]
 
 use std::collections::HashSet;
@@ -22,15 +25,15 @@ use std::sync::Arc;
 
 use overlay::encap::emit_header;
 use overlay::{
-    decapsulate, segment, DecapError, GsoError, GsoKind, Offload, UdpUnderlay, Underlay,
-    VXLAN_HEADER_LEN,
+    decapsulate, segment, segment_len, DecapError, GsoError, GsoKind, Offload, Received,
+    UdpUnderlay, Underlay, VXLAN_HEADER_LEN,
 };
 
 use crate::switch::{DropReason, PortStats};
 use crate::sys::tap::VNET_HDR_LEN;
 use crate::wire::virtio_net::{
-    VirtioNetHdr, VirtioNetRepr, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4,
-    VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4,
+    VirtioNetHdr, VirtioNetRepr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE,
+    VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6, VIRTIO_NET_HDR_GSO_UDP_L4,
 };
 
 /// The inner Ethernet header. The pod MTU is the underlay MTU less VXLAN's 50 bytes of
@@ -41,9 +44,42 @@ const ETHERNET_OVERHEAD: usize = 14;
 /// The most segments one super-frame may be cut into (64 KiB at an MSS of 536 is 123).
 const MAX_SEGMENTS: usize = 160;
 
-/// Where the VXLAN header of a received datagram starts in the receive buffer, so that
-/// the inner frame starts right after a virtio-net header's worth of room.
-pub const RECV_OFFSET: usize = VNET_HDR_LEN - VXLAN_HEADER_LEN;
+/// Where a frame's VXLAN header goes in a buffer that starts with its virtio-net header:
+/// over the header's tail, right before the Ethernet frame, so a frame without offload
+/// is encapsulated in place.
+pub const ENCAP_OFFSET: usize = VNET_HDR_LEN - VXLAN_HEADER_LEN;
+
+/// Bytes of one receive block: room for a whole UDP GRO block.
+pub const RX_SLOT: usize = overlay::underlay::GRO_SLOT;
+
+/// The most blocks one receive fills.
+pub const RX_BLOCKS: usize = 16;
+
+/// The virtio-net header of a frame the receive coalescer built
+/// ([`overlay::TcpCoalescer`]): a TCPv4 super-frame with a partial checksum, or a plain
+/// frame.
+pub fn coalesced_header(offload: Offload) -> VirtioNetRepr {
+    if offload == Offload::NONE {
+        return VirtioNetRepr::PLAIN;
+    }
+    VirtioNetRepr {
+        flags: if offload.needs_csum {
+            VIRTIO_NET_HDR_F_NEEDS_CSUM
+        } else {
+            0
+        },
+        gso_type: match offload.gso {
+            GsoKind::TcpV4 => VIRTIO_NET_HDR_GSO_TCPV4,
+            GsoKind::TcpV6 => VIRTIO_NET_HDR_GSO_TCPV6,
+            GsoKind::UdpL4 => VIRTIO_NET_HDR_GSO_UDP_L4,
+            GsoKind::None => VIRTIO_NET_HDR_GSO_NONE,
+        },
+        hdr_len: offload.hdr_len,
+        gso_size: offload.gso_size,
+        csum_start: offload.csum_start,
+        csum_offset: offload.csum_offset,
+    }
+}
 
 /// The overlay port of the data path, over any [`Underlay`]: the UDP socket in the
 /// daemon, the in-memory mesh in tests.
@@ -54,10 +90,9 @@ pub struct OverlayPort<U: Underlay = UdpUnderlay> {
     max_frame: usize,
     peers: HashSet<Ipv4Addr>,
     stats: Arc<PortStats>,
-    /// Segments at `stride`, each behind its VXLAN header.
+    /// Segments packed back to back, each behind its VXLAN header.
     segments: Vec<u8>,
     lens: Vec<usize>,
-    stride: usize,
 }
 
 impl<U: Underlay> OverlayPort<U> {
@@ -76,7 +111,6 @@ impl<U: Underlay> OverlayPort<U> {
             stats,
             segments: vec![0; stride * MAX_SEGMENTS],
             lens: vec![0; MAX_SEGMENTS],
-            stride,
         }
     }
 
@@ -92,28 +126,28 @@ impl<U: Underlay> OverlayPort<U> {
         gone
     }
 
-    /// Receives one datagram into `buf[RECV_OFFSET..]` without blocking, checks it, and
-    /// returns the length of the inner frame (which starts at `buf[VNET_HDR_LEN..]`) and
-    /// the sending VTEP. `Ok(None)` when nothing is queued; `Ok(Some(Err(reason)))` for a
-    /// datagram dropped (and counted) here.
+    /// Receives a batch without blocking: up to `blocks.len()` blocks of datagrams into
+    /// `buf`, block `i` at `buf[i * RX_SLOT..]` (see [`Underlay::recv_segments`]); each
+    /// datagram then goes through [`OverlayPort::inner`]. Returns the blocks filled, 0
+    /// when nothing is queued.
     ///
     /// # Errors
     /// A socket error other than `WouldBlock`.
-    pub fn recv(
-        &self,
-        buf: &mut [u8],
-    ) -> io::Result<Option<Result<(usize, Ipv4Addr), DropReason>>> {
-        let Some(room) = buf.get_mut(RECV_OFFSET..) else {
-            return Ok(None);
-        };
-        let Some((len, from)) = self.underlay.recv(room)? else {
-            return Ok(None);
-        };
-        let verdict = self.check(room.get(..len).unwrap_or_default(), from);
-        if let Err(reason) = verdict {
-            self.stats.record_drop(reason);
+    pub fn recv_blocks(&self, buf: &mut [u8], blocks: &mut [Received]) -> io::Result<usize> {
+        self.underlay.recv_segments(buf, RX_SLOT, blocks)
+    }
+
+    /// Checks one received datagram from `from` and returns its inner Ethernet frame,
+    /// or `None` when it is dropped (and counted): an unknown VTEP, another VNI, a bad
+    /// VXLAN header, an inner frame larger than the pod MTU allows.
+    pub fn inner<'a>(&self, datagram: &'a [u8], from: Ipv4Addr) -> Option<&'a [u8]> {
+        match self.check(datagram, from) {
+            Ok(len) => datagram.get(VXLAN_HEADER_LEN..VXLAN_HEADER_LEN + len),
+            Err(reason) => {
+                self.stats.record_drop(reason);
+                None
+            }
         }
-        Ok(Some(verdict.map(|inner| (inner, from))))
     }
 
     fn check(&self, datagram: &[u8], from: Ipv4Addr) -> Result<usize, DropReason> {
@@ -158,7 +192,7 @@ impl<U: Underlay> OverlayPort<U> {
                 return self.stats.record_drop(DropReason::TooBig);
             }
             // The VXLAN header goes where the virtio-net header's tail was: no copy.
-            let Some(datagram) = frame.get_mut(RECV_OFFSET..) else {
+            let Some(datagram) = frame.get_mut(ENCAP_OFFSET..) else {
                 return;
             };
             if emit_header(self.vni, datagram).is_err() {
@@ -167,24 +201,31 @@ impl<U: Underlay> OverlayPort<U> {
             self.transmit_one(datagram, to, hint);
             return;
         }
+        // Segments packed back to back behind their VXLAN headers: the layout of one
+        // UDP GSO send.
+        let full_len = match segment_len(ethernet, offload) {
+            Ok(len) => len,
+            Err(GsoError::SegmentTooLong(_)) => return self.stats.record_drop(DropReason::TooBig),
+            Err(_) => return self.stats.record_drop(DropReason::BadOffload),
+        };
+        if full_len > self.max_frame {
+            // The pod's MSS is larger than the pod MTU allows: never fragment silently.
+            return self.stats.record_drop(DropReason::TooBig);
+        }
+        let stride = VXLAN_HEADER_LEN + full_len;
         let Some(out) = self.segments.get_mut(VXLAN_HEADER_LEN..) else {
             return;
         };
-        let count = match segment(ethernet, offload, out, self.stride, &mut self.lens) {
+        let count = match segment(ethernet, offload, out, stride, &mut self.lens) {
             Ok(count) => count,
-            // Segments that would not fit the underlay: the pod's MSS is above its MTU.
             Err(GsoError::StrideTooSmall { .. } | GsoError::SegmentTooLong(_)) => {
                 return self.stats.record_drop(DropReason::TooBig)
             }
             Err(_) => return self.stats.record_drop(DropReason::BadOffload),
         };
-        let lens = self.lens.get(..count).unwrap_or_default();
-        if lens.iter().any(|&len| len > self.max_frame) {
-            // The pod's MSS is larger than the pod MTU allows: never fragment silently.
-            return self.stats.record_drop(DropReason::TooBig);
-        }
-        for (i, &len) in lens.iter().enumerate() {
-            let start = i * self.stride;
+        let mut total = 0;
+        for (i, &len) in self.lens.iter().take(count).enumerate() {
+            let start = i * stride;
             let Some(datagram) = self.segments.get_mut(start..start + VXLAN_HEADER_LEN + len)
             else {
                 return;
@@ -192,14 +233,20 @@ impl<U: Underlay> OverlayPort<U> {
             if emit_header(self.vni, datagram).is_err() {
                 return self.stats.record_drop(DropReason::TxError);
             }
+            total = start + VXLAN_HEADER_LEN + len;
         }
-        for i in 0..count {
-            let start = i * self.stride;
-            let len = self.lens.get(i).copied().unwrap_or_default();
-            let Some(datagram) = self.segments.get(start..start + VXLAN_HEADER_LEN + len) else {
-                return;
-            };
-            self.transmit_one(datagram, to, hint);
+        let Some(datagrams) = self.segments.get(..total) else {
+            return;
+        };
+        match to {
+            Some(vtep) => {
+                transmit_segments(&self.underlay, &self.stats, datagrams, stride, vtep, hint);
+            }
+            None => {
+                for &vtep in &self.peers {
+                    transmit_segments(&self.underlay, &self.stats, datagrams, stride, vtep, hint);
+                }
+            }
         }
     }
 
@@ -237,6 +284,40 @@ fn transmit<U: Underlay>(
         }
         Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => stats.record_drop(DropReason::TooBig),
         Err(_) => stats.record_drop(DropReason::TxError),
+    }
+}
+
+/// Sends datagrams packed at `stride` (the last may be shorter) to `vtep` in one batch,
+/// counting each as sent or dropped.
+fn transmit_segments<U: Underlay>(
+    underlay: &U,
+    stats: &PortStats,
+    datagrams: &[u8],
+    stride: usize,
+    vtep: Ipv4Addr,
+    hint: u16,
+) {
+    let count = datagrams.len().div_ceil(stride.max(1));
+    let report = underlay.send_segments(datagrams, stride, vtep, hint);
+    let sent = report.sent.min(count);
+    let bytes = if sent == count {
+        datagrams.len()
+    } else {
+        sent * stride
+    };
+    stats.record_tx_batch(
+        u64::try_from(sent).unwrap_or(u64::MAX),
+        u64::try_from(bytes).unwrap_or(u64::MAX),
+    );
+    if let Some(error) = report.error {
+        let reason = match error.kind() {
+            io::ErrorKind::WouldBlock => DropReason::TxQueueFull,
+            _ if error.raw_os_error() == Some(libc::EMSGSIZE) => DropReason::TooBig,
+            _ => DropReason::TxError,
+        };
+        for _ in sent..count {
+            stats.record_drop(reason);
+        }
     }
 }
 

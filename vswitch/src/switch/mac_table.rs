@@ -38,6 +38,8 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
+
 use crate::mac::MacAddr;
 
 use super::port::PortId;
@@ -135,7 +137,7 @@ pub struct MacTable {
     capacity: usize,
     per_location: usize,
     aging: Duration,
-    index: HashMap<MacAddr, usize>,
+    index: HashMap<MacAddr, usize, RandomState>,
     slots: Vec<Slot>,
     /// Least recently seen learned slot.
     head: usize,
@@ -165,7 +167,7 @@ impl MacTable {
             capacity,
             per_location,
             aging,
-            index: HashMap::with_capacity(prealloc),
+            index: HashMap::with_capacity_and_hasher(prealloc, RandomState::default()),
             slots: Vec::with_capacity(prealloc),
             head: NIL,
             tail: NIL,

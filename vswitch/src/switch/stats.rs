@@ -165,6 +165,13 @@ impl PortStats {
         self.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Counts `packets` frames of `bytes` bytes in all written out of the port at once
+    /// (a batch send).
+    pub fn record_tx_batch(&self, packets: u64, bytes: u64) {
+        self.tx_packets.fetch_add(packets, Ordering::Relaxed);
+        self.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Counts one ARP request received on the port that the switch answered itself.
     pub fn record_arp_reply(&self) {
         self.arp_replies.fetch_add(1, Ordering::Relaxed);

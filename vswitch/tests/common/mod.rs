@@ -19,10 +19,10 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use overlay::{MemoryMesh, MemoryUnderlay};
+use overlay::{MemoryMesh, MemoryUnderlay, Push, Received, TcpCoalescer};
 use vswitch::daemon::control_plane::HOST_PORT;
-use vswitch::daemon::datapath::OVERLAY_PORT;
-use vswitch::daemon::overlay_port::OverlayPort;
+use vswitch::daemon::datapath::{COALESCE_FRAMES, OVERLAY_PORT};
+use vswitch::daemon::overlay_port::{coalesced_header, OverlayPort, RX_BLOCKS, RX_SLOT};
 use vswitch::mac::MacAddr;
 use vswitch::switch::{
     DropReason, Location, PortConfig, PortId, PortKind, PortStats, PortStatsSnapshot, Switch,
@@ -83,6 +83,9 @@ pub struct Node {
     addresses: BTreeMap<PortId, Ipv4Addr>,
     frame: Vec<u8>,
     reply: Vec<u8>,
+    rx: Vec<u8>,
+    blocks: [Received; RX_BLOCKS],
+    coalescer: TcpCoalescer,
 }
 
 /// `N` nodes numbered from 1 on one fresh mesh, each with every other as a peer, all
@@ -153,6 +156,9 @@ impl Node {
             addresses: BTreeMap::new(),
             frame: vec![0; FRAME_BUF],
             reply: vec![0; REPLY_BUF],
+            rx: vec![0; RX_SLOT * RX_BLOCKS],
+            blocks: [Received::EMPTY; RX_BLOCKS],
+            coalescer: TcpCoalescer::new(COALESCE_FRAMES, VNET),
         };
         let host_config = PortConfig {
             kind: PortKind::Host,
@@ -273,27 +279,45 @@ impl Node {
     /// Takes every datagram queued for this node off the mesh; returns how many.
     pub fn pump(&mut self) -> usize {
         let mut taken = 0;
-        // Mirrors `Datapath::serve_overlay` (daemon/datapath.rs), without the batch bound.
+        // Mirrors `Datapath::serve_overlay` (daemon/datapath.rs), without the batch bound:
+        // batches of blocks, then the TCP segments bound for local ports coalesced.
         loop {
-            let received = self
+            let filled = self
                 .overlay
-                .recv(&mut self.frame)
+                .recv_blocks(&mut self.rx, &mut self.blocks)
                 .expect("the memory underlay does not fail");
-            let (inner_len, vtep) = match received {
-                None => return taken,
-                Some(Err(_dropped_and_counted)) => {
+            if filled == 0 {
+                return taken;
+            }
+            for index in 0..filled {
+                let block = self.blocks[index];
+                let start = index * RX_SLOT;
+                let bytes = self.rx[start..start + block.len].to_vec();
+                for datagram in bytes.chunks(block.segment_len) {
                     taken += 1;
-                    continue;
+                    if let Some(inner) = self.overlay.inner(datagram, block.src) {
+                        self.forward_from_vtep(block.src, inner);
+                    }
                 }
-                Some(Ok(received)) => received,
-            };
-            taken += 1;
-            self.frame[..VNET].fill(0);
-            self.forward_from_vtep(vtep, VNET + inner_len);
+            }
+            self.flush_coalesced();
         }
     }
 
-    // What follows mirrors `Datapath::forward` and `Datapath::forward_from_vtep`
+    fn flush_coalesced(&mut self) {
+        let Node {
+            coalescer,
+            delivered,
+            switch,
+            ..
+        } = self;
+        coalescer.drain(|egress, offload, buf| {
+            coalesced_header(offload).emit(&mut VirtioNetHdr::new_unchecked(&mut buf[..VNET]));
+            write(delivered, switch, egress, buf);
+        });
+    }
+
+    // What follows mirrors `Datapath::forward` and `Datapath::serve_overlay`
     // (daemon/datapath.rs) verdict for verdict; keep them in step.
 
     fn forward(&mut self, ingress: PortId, len: usize) {
@@ -337,18 +361,25 @@ impl Node {
         }
     }
 
-    fn forward_from_vtep(&mut self, vtep: Ipv4Addr, len: usize) {
-        let (frame, reply_body) = (&self.frame[..len], &mut self.reply[VNET..]);
+    fn forward_from_vtep(&mut self, vtep: Ipv4Addr, inner: &[u8]) {
+        let reply_body = &mut self.reply[VNET..];
         match self
             .switch
-            .decide_from_vtep(self.now, OVERLAY_PORT, vtep, &frame[VNET..], reply_body)
+            .decide_from_vtep(self.now, OVERLAY_PORT, vtep, inner, reply_body)
         {
             Verdict::Unicast(Location::Port(egress)) => {
-                write(&mut self.delivered, &self.switch, egress, frame);
+                let mut pushed = self.coalescer.push(egress, inner);
+                if pushed == Push::Full {
+                    self.flush_coalesced();
+                    pushed = self.coalescer.push(egress, inner);
+                }
+                if matches!(pushed, Push::NotTaken | Push::Full) {
+                    write(&mut self.delivered, &self.switch, egress, &with_vnet(inner));
+                }
             }
             Verdict::Flood => {
                 for egress in self.switch.flood_ports(OVERLAY_PORT) {
-                    write(&mut self.delivered, &self.switch, egress, frame);
+                    write(&mut self.delivered, &self.switch, egress, &with_vnet(inner));
                 }
             }
             Verdict::Reply { len } => {

@@ -1,0 +1,74 @@
+//! Fuzz target: the TCP coalescer of the overlay's receive path
+//! ([`overlay::TcpCoalescer`]), which parses every frame decapsulated from the underlay.
+//!
+//! Input: records of one tag byte (the destination port, 0 to 3), a little-endian
+//! two-byte length and that many bytes of Ethernet frame; a tag byte with its top bit
+//! set drains first. Frames are pushed in order into a coalescer of four frames.
+//!
+//! `push` and `drain` must never panic. Every frame drained is at most
+//! [`overlay::gro::MAX_FRAME`] bytes; one with the `Offload::NONE` header is a frame that
+//! was pushed, unchanged; a merged one (`GsoKind::TcpV4`) has an IPv4 total length that
+//! matches it, a valid IPv4 header checksum, and, once its partial checksum is finished
+//! as the pod's kernel would, a valid TCP checksum.
+#![no_main]
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use libfuzzer_sys::fuzz_target;
+use overlay::gro::MAX_FRAME;
+use overlay::{checksum, GsoKind, Offload, Push, TcpCoalescer};
+
+const HEADROOM: usize = 12;
+
+fn check(pushed: &[Vec<u8>], offload: Offload, buf: &mut [u8]) {
+    let frame = &mut buf[HEADROOM..];
+    assert!(frame.len() <= MAX_FRAME);
+    if offload == Offload::NONE {
+        assert!(pushed.iter().any(|p| p.starts_with(frame)), "an unmerged frame is one pushed");
+        return;
+    }
+    assert_eq!(offload.gso, GsoKind::TcpV4);
+    assert!(offload.needs_csum && offload.gso_size > 0);
+    let start = usize::from(offload.csum_start);
+    let field = start + usize::from(offload.csum_offset);
+    let value = checksum::finish(checksum::sum(&frame[start..]));
+    frame[field..field + 2].copy_from_slice(&value.to_be_bytes());
+    let packet = SlicedPacket::from_ethernet(frame).expect("a merged frame parses");
+    let Some(NetSlice::Ipv4(ip)) = packet.net else {
+        panic!("a merged frame is IPv4")
+    };
+    let header = ip.header().to_header();
+    assert_eq!(header.header_checksum, header.calc_header_checksum());
+    assert_eq!(usize::from(header.total_len), frame.len() - 14);
+    let Some(TransportSlice::Tcp(tcp)) = packet.transport else {
+        panic!("a merged frame is TCP")
+    };
+    let expected = tcp.to_header().calc_checksum_ipv4(&header, tcp.payload()).unwrap();
+    assert_eq!(tcp.checksum(), expected);
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut coalescer = TcpCoalescer::new(4, HEADROOM);
+    let mut pushed: Vec<Vec<u8>> = Vec::new();
+    let mut rest = data;
+    while rest.len() >= 3 {
+        let tag = rest[0];
+        let len = usize::from(u16::from_le_bytes([rest[1], rest[2]]));
+        let frame = &rest[3..(3 + len).min(rest.len())];
+        rest = &rest[(3 + len).min(rest.len())..];
+        if tag & 0x80 != 0 {
+            coalescer.drain(|_, offload, buf| check(&pushed, offload, buf));
+            pushed.clear();
+        }
+        let tag = u16::from(tag & 3);
+        match coalescer.push(tag, frame) {
+            Push::Full => {
+                coalescer.drain(|_, offload, buf| check(&pushed, offload, buf));
+                pushed.clear();
+                assert_ne!(coalescer.push(tag, frame), Push::Full, "room after a drain");
+            }
+            Push::Merged | Push::Held | Push::NotTaken => {}
+        }
+        pushed.push(frame.to_vec());
+    }
+    coalescer.drain(|_, offload, buf| check(&pushed, offload, buf));
+});
