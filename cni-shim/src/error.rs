@@ -110,8 +110,9 @@ pub enum CniError {
     /// stdin could not be read.
     #[error("cannot read the network config from stdin: {0}")]
     ReadStdin(#[source] io::Error),
-    /// The daemon could not read or write its node state.
-    #[error("vswitchd could not read or write its node state: {message}")]
+    /// The daemon could not read or write its state: the node state in `--state-dir` or
+    /// the cluster store (the daemon's words name the file or the store).
+    #[error("vswitchd could not read or write its state: {message}")]
     DaemonIo {
         /// The daemon's words.
         message: String,
@@ -238,7 +239,9 @@ impl CniError {
                 "the container runtime must write the network config as a JSON object to stdin".into()
             }
             CniError::DaemonIo { .. } => {
-                "check free space and permissions of vswitchd's --state-dir".into()
+                "check free space and permissions of vswitchd's --state-dir, and that its --store is \
+                 writable"
+                    .into()
             }
             CniError::RequestRejected { .. } | CniError::Internal { .. } => {
                 "see vswitchd's log; vswitch-cni and vswitchd should come from the same release".into()
