@@ -12,8 +12,10 @@
 //!   `test-utils` feature) an in-memory mesh for tests and benches.
 //!
 //! Everything but [`underlay`] is sans-IO: it reads and writes caller-provided buffers,
-//! never allocates and never panics on any input.
-#![forbid(unsafe_code)]
+//! never allocates and never panics on any input. The only unsafe code is the AF_XDP
+//! underlay's OS module (`underlay/afxdp/sys.rs`: bpf(), mmap, ring indices); every
+//! other module forbids it.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod checksum;
@@ -26,7 +28,7 @@ pub mod vxlan;
 pub use encap::{decapsulate, encapsulate, DecapError, EncapError, OuterHeaders};
 pub use flow_hash::source_port;
 pub use gso::{segment, GsoError, GsoKind, Offload};
+pub use underlay::{AfxdpError, AfxdpMode, AfxdpUnderlay, UdpUnderlay, Underlay};
 #[cfg(any(test, feature = "test-utils"))]
 pub use underlay::{MemoryMesh, MemoryUnderlay};
-pub use underlay::{UdpUnderlay, Underlay};
 pub use vxlan::{VxlanError, VxlanPacket, VxlanRepr, DEFAULT_PORT, VXLAN_HEADER_LEN};

@@ -7,14 +7,18 @@
 //! - [`UdpUnderlay`]: a kernel UDP socket; the kernel adds the outer IPv4/UDP headers.
 //! - [`MemoryUnderlay`] (feature `test-utils`): nodes of an in-memory [`MemoryMesh`],
 //!   so several switches can be joined in one process for tests and benches.
-//! - AF_XDP (later): raw frames, with outer headers from
-//!   [`crate::encap::OuterHeaders`].
-#![forbid(unsafe_code)]
+//! - [`AfxdpUnderlay`]: AF_XDP sockets on the underlay device and an XDP program that
+//!   steers this node's VXLAN packets to them; whole frames, with outer headers from
+//!   [`crate::encap::OuterHeaders`]. Its OS-facing code (`afxdp/sys.rs`) is the only
+//!   unsafe code of the crate.
+#![deny(unsafe_code)]
 
 use std::io;
 use std::net::Ipv4Addr;
 
+pub mod afxdp;
 mod udp;
+pub use afxdp::{AfxdpError, AfxdpMode, AfxdpUnderlay};
 pub use udp::UdpUnderlay;
 
 #[cfg(any(test, feature = "test-utils"))]
