@@ -174,6 +174,7 @@ pub struct ClusterBuilder {
     nodes: usize,
     store: StoreKind,
     extra: Vec<String>,
+    per_node: Vec<(usize, Vec<String>)>,
     together: bool,
 }
 
@@ -188,6 +189,14 @@ impl ClusterBuilder {
     /// passes.
     pub fn daemon_args(mut self, extra: &[&str]) -> ClusterBuilder {
         self.extra.extend(extra.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Extra flags for node `number`'s daemon only (e.g. `--datapath afxdp`), after
+    /// those of [`ClusterBuilder::daemon_args`].
+    pub fn node_args(mut self, number: usize, extra: &[&str]) -> ClusterBuilder {
+        self.per_node
+            .push((number, extra.iter().map(|a| (*a).to_owned()).collect()));
         self
     }
 
@@ -246,6 +255,7 @@ impl Cluster {
             nodes,
             store: StoreKind::File,
             extra: Vec::new(),
+            per_node: Vec::new(),
             together: false,
         }
     }
@@ -332,6 +342,9 @@ impl Cluster {
                 socket.display().to_string(),
             ];
             args.extend(spec.extra.iter().cloned());
+            for (_, extra) in spec.per_node.iter().filter(|(n, _)| *n == number) {
+                args.extend(extra.iter().cloned());
+            }
             let config = DaemonConfig {
                 netns: netns.name().to_owned(),
                 args,

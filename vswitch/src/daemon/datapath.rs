@@ -31,6 +31,7 @@ use crate::switch::{
 use crate::sys::tap::{Tap, VNET_HDR_LEN};
 
 use super::overlay_port::OverlayPort;
+use super::underlay::NodeUnderlay;
 
 /// The switch port id of the overlay (every remote VTEP is behind it). Its poll token is
 /// the same number.
@@ -75,7 +76,7 @@ pub enum DatapathCmd {
         reply: Sender<Option<Tap>>,
     },
     /// Attach the overlay port (once, at start).
-    AttachOverlay(Box<OverlayPort>),
+    AttachOverlay(Box<OverlayPort<NodeUnderlay>>),
     /// The peer VTEPs, replacing the previous set; MACs learned behind a peer that left
     /// are forgotten.
     SetPeers(HashSet<Ipv4Addr>),
@@ -175,7 +176,7 @@ struct Datapath {
     /// Indexed by port id.
     ports: Vec<Option<Port>>,
     /// The overlay port, once attached.
-    overlay: Option<Box<OverlayPort>>,
+    overlay: Option<Box<OverlayPort<NodeUnderlay>>>,
     /// What [`DatapathCmd::SetRemoteStations`] last said.
     remote: HashMap<Ipv4Addr, (MacAddr, Ipv4Addr)>,
     /// Ports with frames still queued after a cut-short batch.
@@ -314,15 +315,19 @@ impl Datapath {
         self.ready.push_back(id);
     }
 
-    fn attach_overlay(&mut self, mut port: Box<OverlayPort>) {
+    fn attach_overlay(&mut self, mut port: Box<OverlayPort<NodeUnderlay>>) {
+        // One descriptor for the UDP socket, one per queue for AF_XDP, all on the
+        // overlay's token: `serve_overlay` reads from every queue.
         let token = Token(usize::from(OVERLAY_PORT));
-        if let Err(e) = self.poll.registry().register(
-            &mut SourceFd(&port.as_raw_fd()),
-            token,
-            Interest::READABLE,
-        ) {
-            eprintln!("vswitchd: datapath: cannot watch the underlay socket, no overlay: {e}");
-            return;
+        for fd in port.underlay().poll_fds() {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), token, Interest::READABLE)
+            {
+                eprintln!("vswitchd: datapath: cannot watch the underlay, no overlay: {e}");
+                return;
+            }
         }
         let config = PortConfig {
             kind: PortKind::Overlay,

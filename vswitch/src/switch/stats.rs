@@ -53,11 +53,14 @@ pub enum DropReason {
     /// NetworkPolicy does not allow this new connection (the sender's egress or the
     /// receiver's ingress).
     PolicyDenied,
+    /// The AF_XDP underlay does not know the next hop's MAC for the remote VTEP yet; it
+    /// has asked the kernel to resolve it. Counted by the caller on the overlay port.
+    NoNeighbour,
 }
 
 impl DropReason {
     /// The number of reasons.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -76,6 +79,7 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::BadOffload,
         DropReason::PolicyDenied,
+        DropReason::NoNeighbour,
     ];
 
     /// The counter label, e.g. `"port_security"`.
@@ -96,6 +100,7 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::BadOffload => "bad_offload",
             DropReason::PolicyDenied => "policy_denied",
+            DropReason::NoNeighbour => "no_neighbour",
         }
     }
 
@@ -117,6 +122,7 @@ impl DropReason {
             DropReason::TooBig => 12,
             DropReason::BadOffload => 13,
             DropReason::PolicyDenied => 14,
+            DropReason::NoNeighbour => 15,
         }
     }
 }

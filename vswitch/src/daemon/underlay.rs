@@ -1,0 +1,121 @@
+//! The node's underlay, chosen by `--datapath`: the kernel UDP socket, or AF_XDP
+//! sockets on `--underlay-dev` ([`overlay::AfxdpUnderlay`]).
+//!
+//! `udp` (the default) is the UDP socket. `afxdp` demands AF_XDP: when it cannot run
+//! (old kernel, missing capability, a device or MTU it cannot serve, another XDP program
+//! on the device) the daemon exits with the reason. `auto` tries AF_XDP and falls back
+//! to the UDP socket with one log line saying why.
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, RawFd};
+
+use overlay::{AfxdpError, AfxdpUnderlay, UdpUnderlay, Underlay};
+
+use super::config::{DaemonConfig, DatapathKind};
+
+/// The underlay the daemon's overlay port runs on.
+#[derive(Debug)]
+pub enum NodeUnderlay {
+    /// The kernel UDP socket.
+    Udp(UdpUnderlay),
+    /// AF_XDP sockets on the underlay device.
+    Afxdp(AfxdpUnderlay),
+}
+
+/// Why the underlay could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum UnderlayError {
+    /// The UDP socket could not be bound.
+    #[error("binding the VXLAN socket to {addr}:{port} (is --underlay-ip an address of this node, and the port free?): {source}")]
+    Udp {
+        /// Address.
+        addr: Ipv4Addr,
+        /// Port.
+        port: u16,
+        /// Why.
+        source: io::Error,
+    },
+    /// `--datapath afxdp` was asked for and AF_XDP cannot run.
+    #[error("--datapath afxdp: AF_XDP is not available on {dev}: {source}")]
+    Afxdp {
+        /// The underlay device.
+        dev: String,
+        /// Why.
+        source: AfxdpError,
+    },
+}
+
+impl NodeUnderlay {
+    /// Opens the underlay `config.datapath` asks for.
+    ///
+    /// # Errors
+    /// An [`UnderlayError`]; with `auto`, only when the UDP socket fails too.
+    pub fn open(config: &DaemonConfig) -> Result<NodeUnderlay, UnderlayError> {
+        let afxdp = || {
+            AfxdpUnderlay::open(&config.underlay_dev, config.underlay_ip, config.vxlan_port)
+        };
+        match config.datapath {
+            DatapathKind::Udp => Self::udp(config),
+            DatapathKind::Afxdp => afxdp()
+                .map(NodeUnderlay::Afxdp)
+                .map_err(|source| UnderlayError::Afxdp {
+                    dev: config.underlay_dev.clone(),
+                    source,
+                }),
+            DatapathKind::Auto => match afxdp() {
+                Ok(underlay) => Ok(NodeUnderlay::Afxdp(underlay)),
+                Err(error) => {
+                    eprintln!(
+                        "vswitchd: AF_XDP unavailable on {}, using the UDP socket: {error}",
+                        config.underlay_dev
+                    );
+                    Self::udp(config)
+                }
+            },
+        }
+    }
+
+    fn udp(config: &DaemonConfig) -> Result<NodeUnderlay, UnderlayError> {
+        UdpUnderlay::bind(config.underlay_ip, config.vxlan_port)
+            .map(NodeUnderlay::Udp)
+            .map_err(|source| UnderlayError::Udp {
+                addr: config.underlay_ip,
+                port: config.vxlan_port,
+                source,
+            })
+    }
+
+    /// What `vswitchctl show` prints: `udp`, or `afxdp (native, copy, 1 queue)`.
+    pub fn describe(&self) -> String {
+        match self {
+            NodeUnderlay::Udp(_) => "udp".to_owned(),
+            NodeUnderlay::Afxdp(underlay) => format!("afxdp ({})", underlay.mode()),
+        }
+    }
+
+    /// The descriptors to poll for received datagrams (one per AF_XDP queue).
+    pub fn poll_fds(&self) -> Vec<RawFd> {
+        match self {
+            NodeUnderlay::Udp(underlay) => vec![underlay.as_raw_fd()],
+            NodeUnderlay::Afxdp(underlay) => underlay.poll_fds(),
+        }
+    }
+}
+
+impl Underlay for NodeUnderlay {
+    fn send(&self, datagram: &[u8], dst: Ipv4Addr, src_port_hint: u16) -> io::Result<()> {
+        match self {
+            NodeUnderlay::Udp(underlay) => underlay.send(datagram, dst, src_port_hint),
+            NodeUnderlay::Afxdp(underlay) => underlay.send(datagram, dst, src_port_hint),
+        }
+    }
+
+    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr)>> {
+        match self {
+            NodeUnderlay::Udp(underlay) => underlay.recv(buf),
+            NodeUnderlay::Afxdp(underlay) => underlay.recv(buf),
+        }
+    }
+}
