@@ -7,11 +7,13 @@
 //! Needs root and the built binaries (`cargo build --workspace --bins`); see the
 //! harness, `vswitch_e2e`.
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vswitch_e2e::{ping_all, tcp_transfer, Cluster, Netns, Node, FABRIC_ADDRESS};
+use vswitch_e2e::{
+    bin, ping_all, run_timeout, tcp_transfer, Cluster, Daemon, DaemonConfig, Netns, Node,
+    FABRIC_ADDRESS,
+};
 
 /// Bulk TCP: enough to cycle every UMEM frame many times.
 const TCP_BYTES: usize = 32 << 20;
@@ -95,4 +97,186 @@ fn afxdp_and_udp_nodes_interoperate() {
     assert_eq!(datapath(cluster.node(2)), "udp");
     assert_eq!(xdp_program(cluster.node(2).netns()), None);
     pods_talk(&cluster);
+}
+
+#[test]
+fn the_nodes_own_traffic_on_the_underlay_reaches_its_stack() {
+    let cluster = Cluster::builder(2)
+        .daemon_args(&["--datapath", "afxdp"])
+        .build();
+    let (node1, node2) = (cluster.node(1), cluster.node(2));
+    let fabric = cluster.fabric();
+    // ICMP both ways, and TCP to and from the node's own address, while the program
+    // is attached and VXLAN flows.
+    let a = node1.add_pod("default", "a");
+    let b = node2.add_pod("default", "b");
+    ping_all(
+        &[
+            (
+                fabric,
+                node1.underlay_ip(),
+                "fabric → node1's underlay".into(),
+            ),
+            (node1.netns(), FABRIC_ADDRESS, "node1 → fabric".into()),
+            (
+                node1.netns(),
+                node2.underlay_ip(),
+                "node1 → node2 (underlay)".into(),
+            ),
+            (&a.netns, b.ip, "pod a → pod b".into()),
+        ],
+        PING_WITHIN,
+    );
+    assert!(xdp_program(node1.netns()).is_some());
+    tcp_transfer(node1.netns(), node1.underlay_ip(), fabric, 4 << 20)
+        .unwrap_or_else(|e| panic!("TCP fabric → node1's own address: {e}"));
+    tcp_transfer(fabric, FABRIC_ADDRESS, node1.netns(), 4 << 20)
+        .unwrap_or_else(|e| panic!("TCP node1 → fabric: {e}"));
+    tcp_transfer(node2.netns(), node2.underlay_ip(), node1.netns(), 4 << 20)
+        .unwrap_or_else(|e| panic!("TCP node1 → node2 (underlay): {e}"));
+}
+
+#[test]
+fn the_program_is_gone_once_the_daemon_stops() {
+    let cluster = Cluster::builder(2)
+        .daemon_args(&["--datapath", "afxdp"])
+        .build();
+    let node1 = cluster.node(1);
+    assert!(xdp_program(node1.netns()).is_some(), "attached at start");
+
+    node1.stop();
+    assert_eq!(xdp_program(node1.netns()), None, "after SIGTERM");
+
+    node1.restart();
+    assert!(xdp_program(node1.netns()).is_some(), "attached again");
+
+    // A crash: the BPF link dies with the process, so nothing is left to replace.
+    node1.kill9();
+    assert_eq!(xdp_program(node1.netns()), None, "after kill -9");
+
+    node1.restart();
+    assert!(datapath(node1).starts_with("afxdp ("));
+    pods_talk(&cluster);
+}
+
+/// The next-hop MAC follows the kernel's neighbour table: a wrong entry put there by
+/// hand stops traffic. With the peer unreachable (its fabric port down) and the entry
+/// deleted, frames are counted as `no_neighbour` while the daemon has the kernel try to
+/// resolve the peer again and again; once the peer is back, that resolution succeeds
+/// (the node's kernel sends nothing to the peer itself, so the fresh entry is the
+/// daemon's doing) and traffic flows.
+#[test]
+fn next_hops_follow_the_neighbour_table() {
+    let cluster = Cluster::builder(2)
+        .daemon_args(&["--datapath", "afxdp"])
+        .build();
+    let (node1, node2) = (cluster.node(1), cluster.node(2));
+    let a = node1.add_pod("default", "a");
+    let b = node2.add_pod("default", "b");
+    ping_all(&[(&a.netns, b.ip, "a → b".into())], PING_WITHIN);
+    let peer = node2.underlay_ip().to_string();
+    let ul0 = |args: &[&str]| {
+        let mut all = vec!["neigh"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[&peer, "dev", UNDERLAY_DEV]);
+        node1.netns().ip_ok(&all)
+    };
+
+    ul0(&["replace", "lladdr", "02:00:00:00:de:ad", "nud", "permanent"]);
+    assert!(
+        eventually(|| !vswitch_e2e::ping(&a.netns, b.ip)),
+        "a → b still works with a wrong MAC for node2"
+    );
+
+    let before = overlay_drop(node1, "no_neighbour");
+    cluster.fabric().ip_ok(&["link", "set", "n2", "down"]);
+    ul0(&["del"]);
+    assert!(
+        eventually(|| {
+            let _ = vswitch_e2e::ping(&a.netns, b.ip);
+            overlay_drop(node1, "no_neighbour") > before
+        }),
+        "frames to an unresolved node2 are not counted as no_neighbour"
+    );
+    cluster.fabric().ip_ok(&["link", "set", "n2", "up"]);
+    ping_all(
+        &[(&a.netns, b.ip, "a → b after re-resolution".into())],
+        PING_WITHIN,
+    );
+    let entry = node1
+        .netns()
+        .ip_ok(&["neigh", "show", &peer, "dev", UNDERLAY_DEV]);
+    assert!(
+        entry.contains("lladdr") && !entry.contains("02:00:00:00:de:ad"),
+        "node1 has no fresh entry for node2: {entry:?}"
+    );
+}
+
+/// Whether `check` holds within 5 s.
+fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An underlay MTU larger than a UMEM frame holds: AF_XDP cannot run there.
+#[test]
+fn afxdp_demanded_exits_and_auto_falls_back_where_it_cannot_run() {
+    let cluster = Cluster::new(1);
+    let node = cluster.node(1);
+    node.stop();
+    let config = node.daemon().config().clone();
+    node.netns()
+        .ip_ok(&["link", "set", UNDERLAY_DEV, "mtu", "9000"]);
+
+    let mut args: Vec<&str> = config.args.iter().map(String::as_str).collect();
+    args.extend(["--mtu", "1400", "--datapath", "afxdp"]);
+    let mut cmd = node.netns().command(&bin("vswitchd").display().to_string());
+    cmd.args(&args);
+    let done = run_timeout(&mut cmd, None, Duration::from_secs(10)).expect("vswitchd ran");
+    assert!(!done.success(), "vswitchd --datapath afxdp started anyway");
+    assert!(
+        done.stderr
+            .contains("--datapath afxdp: AF_XDP is not available on ul0")
+            && done.stderr.contains("MTU 9000"),
+        "unclear error: {}",
+        done.stderr
+    );
+    assert_eq!(xdp_program(node.netns()), None);
+
+    let log = config.log.with_extension("auto.log");
+    let mut auto = DaemonConfig {
+        log: log.clone(),
+        ..config.clone()
+    };
+    auto.args
+        .extend(["--mtu", "1400", "--datapath", "auto"].map(String::from));
+    let daemon = Daemon::start(auto);
+    assert_eq!(datapath_of(&daemon.ctl().show()), "udp");
+    let text = daemon.log();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("AF_XDP unavailable on ul0, using the UDP socket"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one log line on the fallback:\n{text}");
+    assert!(
+        lines[0].contains("MTU 9000"),
+        "the line says why: {}",
+        lines[0]
+    );
+    drop(daemon);
+}
+
+fn datapath_of(show: &Value) -> String {
+    show.get("datapath")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }

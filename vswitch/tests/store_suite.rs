@@ -743,9 +743,11 @@ fn partition_longer_than_the_ttl_resyncs_and_puts_the_node_back() {
     peer.lease_subnet("b", ip("10.0.0.2"), net(CLUSTER), 24)
         .unwrap();
     // Both must know both nodes before the cut: the last known state below.
-    eventually(Duration::from_secs(2), "each handle sees both nodes", || {
-        names(&mut peer) == ["a", "b"] && names(&mut cut_off) == ["a", "b"]
-    });
+    eventually(
+        Duration::from_secs(2),
+        "each handle sees both nodes",
+        || names(&mut peer) == ["a", "b"] && names(&mut cut_off) == ["a", "b"],
+    );
 
     proxy.cut();
     eventually(Duration::from_secs(8), "the cut-off handle notices", || {

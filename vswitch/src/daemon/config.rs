@@ -68,7 +68,9 @@ impl std::str::FromStr for DatapathKind {
             "udp" => Ok(DatapathKind::Udp),
             "afxdp" => Ok(DatapathKind::Afxdp),
             "auto" => Ok(DatapathKind::Auto),
-            other => Err(format!("`{other}` is not a datapath: use udp, afxdp or auto")),
+            other => Err(format!(
+                "`{other}` is not a datapath: use udp, afxdp or auto"
+            )),
         }
     }
 }

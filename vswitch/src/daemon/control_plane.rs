@@ -112,6 +112,10 @@ impl ControlPlane {
     /// # Errors
     /// A [`StartError`] saying which part failed.
     pub fn start(config: DaemonConfig) -> Result<ControlPlane, StartError> {
+        // The underlay first: a demanded AF_XDP that cannot run ends the start before
+        // anything is joined or created.
+        let underlay = NodeUnderlay::open(&config)?;
+        let datapath_mode = underlay.describe();
         let store_err = |source| StartError::Store {
             url: config.store.clone(),
             source,
@@ -174,8 +178,6 @@ impl ControlPlane {
             attached: Arc::new(AtomicBool::new(false)),
         });
 
-        let underlay = NodeUnderlay::open(&config)?;
-        let datapath_mode = underlay.describe();
         let overlay_stats = Arc::new(PortStats::default());
         let overlay =
             OverlayPort::new(underlay, config.vni, config.mtu, Arc::clone(&overlay_stats));

@@ -53,17 +53,18 @@ impl NodeUnderlay {
     /// # Errors
     /// An [`UnderlayError`]; with `auto`, only when the UDP socket fails too.
     pub fn open(config: &DaemonConfig) -> Result<NodeUnderlay, UnderlayError> {
-        let afxdp = || {
-            AfxdpUnderlay::open(&config.underlay_dev, config.underlay_ip, config.vxlan_port)
-        };
-        match config.datapath {
+        let afxdp =
+            || AfxdpUnderlay::open(&config.underlay_dev, config.underlay_ip, config.vxlan_port);
+        let underlay = match config.datapath {
             DatapathKind::Udp => Self::udp(config),
-            DatapathKind::Afxdp => afxdp()
-                .map(NodeUnderlay::Afxdp)
-                .map_err(|source| UnderlayError::Afxdp {
-                    dev: config.underlay_dev.clone(),
-                    source,
-                }),
+            DatapathKind::Afxdp => {
+                afxdp()
+                    .map(NodeUnderlay::Afxdp)
+                    .map_err(|source| UnderlayError::Afxdp {
+                        dev: config.underlay_dev.clone(),
+                        source,
+                    })
+            }
             DatapathKind::Auto => match afxdp() {
                 Ok(underlay) => Ok(NodeUnderlay::Afxdp(underlay)),
                 Err(error) => {
@@ -74,7 +75,15 @@ impl NodeUnderlay {
                     Self::udp(config)
                 }
             },
+        }?;
+        if let NodeUnderlay::Afxdp(afxdp) = &underlay {
+            eprintln!(
+                "vswitchd: underlay: AF_XDP on {} ({})",
+                config.underlay_dev,
+                afxdp.mode()
+            );
         }
+        Ok(underlay)
     }
 
     fn udp(config: &DaemonConfig) -> Result<NodeUnderlay, UnderlayError> {

@@ -181,7 +181,7 @@ impl AfxdpUnderlay {
             });
         }
         let map = sys::xskmap_create(link.rx_queues).map_err(AfxdpError::Program)?;
-        let insns = program::classifier(local, port, map.as_raw_fd(), program::XDP_PASS);
+        let insns = program::classifier(link.mac, local, port, map.as_raw_fd(), program::XDP_PASS);
         let program = sys::xdp_prog_load(&insns, "vswitch_xsk").map_err(AfxdpError::Program)?;
 
         let mut sockets = Vec::new();

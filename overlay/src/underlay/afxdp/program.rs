@@ -7,6 +7,7 @@
 //! A packet is "ours" when all of these hold, each checked within the bounds the
 //! verifier demands:
 //!
+//! - addressed to the device's MAC (what the kernel would not drop as "other host");
 //! - Ethernet II with EtherType IPv4 (no VLAN tag);
 //! - IPv4 with a 20-byte header (no options), protocol UDP, not a fragment (MF clear,
 //!   offset 0);
@@ -22,6 +23,7 @@
 //! SEC("xdp") int vswitch_xsk(struct xdp_md *ctx) {
 //!     void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 //!     if (data + 42 > end) return XDP_PASS;
+//!     if (*(__u32 *)data != DEV_MAC_0_3 || *(__u16 *)(data + 4) != DEV_MAC_4_5) return XDP_PASS;
 //!     if (*(__u16 *)(data + 12) != htons(ETH_P_IP)) return XDP_PASS;
 //!     if (*(__u8 *)(data + 14) != 0x45) return XDP_PASS;
 //!     if (*(__u8 *)(data + 23) != IPPROTO_UDP) return XDP_PASS;
@@ -125,9 +127,18 @@ impl Assembler {
 /// The program's instructions for VTEP address `vtep`, VXLAN port `port`, the XSKMAP
 /// with descriptor `map_fd`, and `on_miss` ([`XDP_PASS`] on a node) as the verdict for
 /// a VXLAN packet on a queue without a socket.
-pub fn classifier(vtep: Ipv4Addr, port: u16, map_fd: i32, on_miss: i32) -> Vec<BpfInsn> {
+pub fn classifier(
+    mac: [u8; 6],
+    vtep: Ipv4Addr,
+    port: u16,
+    map_fd: i32,
+    on_miss: i32,
+) -> Vec<BpfInsn> {
     // Packet fields are compared as the little-endian loads of their network-order
     // bytes, so the expected values are built the same way.
+    let [m0, m1, m2, m3, m4, m5] = mac;
+    let mac_head = i32::from_le_bytes([m0, m1, m2, m3]);
+    let mac_tail = i32::from(u16::from_le_bytes([m4, m5]));
     let ethertype_ipv4 = i32::from(u16::from_le_bytes([0x08, 0x00]));
     let frag_mask = i32::from(u16::from_le_bytes([0x3f, 0xff]));
     let addr = i32::from_le_bytes(vtep.octets());
@@ -143,6 +154,9 @@ pub fn classifier(vtep: Ipv4Addr, port: u16, map_fd: i32, on_miss: i32) -> Vec<B
     asm.emit(ALU64_MOV_X, 4, 2, 0, 0); // r4 = data
     asm.emit(ALU64_ADD_K, 4, 0, 0, HEADERS_LEN); // r4 += 42
     asm.jump_to_pass(JMP_JGT_X, 4, 3, 0); // if r4 > data_end: pass
+    asm.emit(LDX_MEM_W, 5, 2, 0, 0); // destination MAC, bytes 0..4
+    asm.jump_to_pass(JMP32_JNE_K, 5, 0, mac_head);
+    asm.expect(LDX_MEM_H, 4, mac_tail); // bytes 4..6
     asm.expect(LDX_MEM_H, 12, ethertype_ipv4);
     asm.expect(LDX_MEM_B, 14, 0x45); // version 4, IHL 5
     asm.expect(LDX_MEM_B, 23, 17); // protocol UDP
@@ -167,7 +181,13 @@ mod tests {
 
     #[test]
     fn every_jump_lands_on_the_pass_exit() {
-        let insns = classifier(Ipv4Addr::new(192, 168, 1, 1), 4789, 3, XDP_PASS);
+        let insns = classifier(
+            [2, 0, 0, 0, 0, 1],
+            Ipv4Addr::new(192, 168, 1, 1),
+            4789,
+            3,
+            XDP_PASS,
+        );
         let pass = insns.len() - 2;
         assert_eq!(insns[pass].code, ALU64_MOV_K);
         assert_eq!(insns[pass].imm, XDP_PASS);
@@ -182,7 +202,13 @@ mod tests {
 
     #[test]
     fn constants_are_network_order_loads() {
-        let insns = classifier(Ipv4Addr::new(10, 0, 0, 2), 4789, 3, XDP_PASS);
+        let insns = classifier(
+            [2, 0, 0, 0, 0, 1],
+            Ipv4Addr::new(10, 0, 0, 2),
+            4789,
+            3,
+            XDP_PASS,
+        );
         // 10.0.0.2 as a little-endian u32 load of its bytes.
         assert!(insns
             .iter()

@@ -11,6 +11,8 @@ use super::*;
 const VTEP: Ipv4Addr = Ipv4Addr::new(192, 168, 7, 2);
 const PEER: Ipv4Addr = Ipv4Addr::new(192, 168, 7, 1);
 const PORT: u16 = 4789;
+/// The underlay device's MAC.
+const MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 
 struct Loaded {
     _map: OwnedFd,
@@ -20,7 +22,7 @@ struct Loaded {
 fn load(on_miss: i32) -> Loaded {
     let map = sys::xskmap_create(4).expect("XSKMAP (needs root/CAP_BPF)");
     let program = sys::xdp_prog_load(
-        &classifier(VTEP, PORT, map.as_raw_fd(), on_miss),
+        &classifier(MAC, VTEP, PORT, map.as_raw_fd(), on_miss),
         "vswitch_test",
     )
     .expect("the verifier accepts the program");
@@ -35,7 +37,7 @@ fn run(loaded: &Loaded, frame: &[u8]) -> i32 {
 fn vxlan_frame(dst: Ipv4Addr, port: u16) -> Vec<u8> {
     let headers = OuterHeaders {
         src_mac: [2, 0, 0, 0, 0, 1],
-        dst_mac: [2, 0, 0, 0, 0, 2],
+        dst_mac: MAC,
         src_ip: PEER,
         dst_ip: dst,
         src_port: 49152,
@@ -82,6 +84,14 @@ fn everything_else_passes_to_the_kernel() {
         ("too short for the headers", ours[..41].to_vec()),
         ("just the Ethernet header", ours[..14].to_vec()),
     ];
+    for byte in 0..6 {
+        let mut other_host = ours.clone();
+        other_host[byte] ^= 0x10;
+        cases.push(("addressed to another MAC", other_host));
+    }
+    let mut broadcast = ours.clone();
+    broadcast[..6].copy_from_slice(&[0xff; 6]);
+    cases.push(("broadcast", broadcast));
     let mut arp = ours.clone();
     arp[12..14].copy_from_slice(&[0x08, 0x06]);
     cases.push(("ARP", arp));

@@ -9,6 +9,7 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
 
 use super::sys::{Ring, RingKind, Umem, XskSocket};
 
@@ -28,6 +29,24 @@ const RING_SIZE: u32 = FRAMES / 2;
 const XDP_COPY: u16 = 1 << 1;
 const XDP_ZEROCOPY: u16 = 1 << 2;
 const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
+
+/// How long a queue may stay busy after the socket that had it closed.
+const BUSY_GRACE: Duration = Duration::from_secs(3);
+
+/// Binds, waiting while the queue is still held by a socket that is going away (the
+/// kernel releases a closed socket's UMEM pool in deferred work: a daemon restarted at
+/// once finds the queue `EBUSY` for a moment).
+fn bind(socket: &XskSocket, ifindex: u32, queue: u32, flags: u16) -> io::Result<()> {
+    let deadline = Instant::now() + BUSY_GRACE;
+    loop {
+        match socket.bind(ifindex, queue, flags) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// One socket and its memory.
 #[derive(Debug)]
@@ -82,7 +101,7 @@ impl Xsk {
             fill.write(i, u64::from(i) * u64::from(FRAME_SIZE));
         }
         fill.submit(count);
-        socket.bind(ifindex, queue, flags)?;
+        bind(&socket, ifindex, queue, flags)?;
         let zero_copy = socket.is_zero_copy().unwrap_or(false);
         let free_tx = (RX_FRAMES..FRAMES)
             .map(|i| u64::from(i) * u64::from(FRAME_SIZE))
