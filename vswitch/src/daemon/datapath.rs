@@ -263,6 +263,7 @@ impl Datapath {
                 DatapathCmd::AttachOverlay(port) => self.attach_overlay(port),
                 DatapathCmd::SetPeers(peers) => {
                     if let Some(overlay) = self.overlay.as_mut() {
+                        overlay.underlay().expect_peers(&peers);
                         for gone in overlay.set_peers(peers) {
                             self.switch.forget_vtep(gone);
                         }

@@ -104,6 +104,14 @@ impl NodeUnderlay {
         }
     }
 
+    /// Learns the peer VTEPs ahead of the first frame to them, so the AF_XDP underlay
+    /// resolves their next hops now rather than dropping that frame.
+    pub fn expect_peers(&self, peers: &std::collections::HashSet<Ipv4Addr>) {
+        if let NodeUnderlay::Afxdp(underlay) = self {
+            underlay.resolve_ahead(peers.iter().copied());
+        }
+    }
+
     /// The descriptors to poll for received datagrams (one per AF_XDP queue).
     pub fn poll_fds(&self) -> Vec<RawFd> {
         match self {

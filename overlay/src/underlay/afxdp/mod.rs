@@ -241,6 +241,14 @@ impl AfxdpUnderlay {
         self.counters.get()
     }
 
+    /// Has the next hops of `vteps` resolved now, ahead of the first frame to them
+    /// (which would otherwise be dropped as `no_neighbour` while they resolve).
+    pub fn resolve_ahead(&self, vteps: impl IntoIterator<Item = Ipv4Addr>) {
+        for vtep in vteps {
+            self.resolver.want(vtep);
+        }
+    }
+
     /// Every socket's descriptor: poll them all for readability (one per queue).
     pub fn poll_fds(&self) -> Vec<RawFd> {
         self.sockets
