@@ -517,9 +517,8 @@ impl XskSocket {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: a new descriptor nothing else owns.
-        Ok(XskSocket {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(XskSocket { fd })
     }
 
     /// The descriptor (to poll, and to put in the XSKMAP).
@@ -622,11 +621,11 @@ impl XskSocket {
                     .ok_or_else(|| io::Error::other("ring too large"))?,
             )
             .ok_or_else(|| io::Error::other("ring too large"))?;
-        let aligned = |o: usize, a: usize| o % a == 0 && o + 4 <= len;
+        let aligned = |o: usize, a: usize| o.is_multiple_of(a) && o + 4 <= len;
         if !(aligned(producer, 4)
             && aligned(consumer, 4)
             && aligned(flags, 4)
-            && desc % std::mem::align_of::<T>() == 0)
+            && desc.is_multiple_of(std::mem::align_of::<T>()))
         {
             return Err(io::Error::other("kernel ring offsets out of range"));
         }
