@@ -240,6 +240,9 @@ impl Datapath {
             let now = Instant::now();
             if now >= next_aging {
                 self.switch.age(now);
+                if let Some(overlay) = self.overlay.as_ref() {
+                    overlay.underlay().report_drops(overlay.stats());
+                }
                 next_aging = now + AGING_TICK;
             }
         }

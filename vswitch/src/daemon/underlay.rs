@@ -7,11 +7,15 @@
 //! to the UDP socket with one log line saying why.
 #![forbid(unsafe_code)]
 
+use std::cell::Cell;
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, RawFd};
 
+use overlay::underlay::afxdp::AfxdpCounters;
 use overlay::{AfxdpError, AfxdpUnderlay, UdpUnderlay, Underlay};
+
+use crate::switch::{DropReason, PortStats};
 
 use super::config::{DaemonConfig, DatapathKind};
 
@@ -20,8 +24,8 @@ use super::config::{DaemonConfig, DatapathKind};
 pub enum NodeUnderlay {
     /// The kernel UDP socket.
     Udp(UdpUnderlay),
-    /// AF_XDP sockets on the underlay device.
-    Afxdp(AfxdpUnderlay),
+    /// AF_XDP sockets on the underlay device, and its counters as last reported.
+    Afxdp(AfxdpUnderlay, Cell<AfxdpCounters>),
 }
 
 /// Why the underlay could not be opened.
@@ -59,14 +63,14 @@ impl NodeUnderlay {
             DatapathKind::Udp => Self::udp(config),
             DatapathKind::Afxdp => {
                 afxdp()
-                    .map(NodeUnderlay::Afxdp)
+                    .map(NodeUnderlay::afxdp)
                     .map_err(|source| UnderlayError::Afxdp {
                         dev: config.underlay_dev.clone(),
                         source,
                     })
             }
             DatapathKind::Auto => match afxdp() {
-                Ok(underlay) => Ok(NodeUnderlay::Afxdp(underlay)),
+                Ok(underlay) => Ok(NodeUnderlay::afxdp(underlay)),
                 Err(error) => {
                     eprintln!(
                         "vswitchd: AF_XDP unavailable on {}, using the UDP socket: {error}",
@@ -76,7 +80,7 @@ impl NodeUnderlay {
                 }
             },
         }?;
-        if let NodeUnderlay::Afxdp(afxdp) = &underlay {
+        if let NodeUnderlay::Afxdp(afxdp, _) = &underlay {
             eprintln!(
                 "vswitchd: underlay: AF_XDP on {} ({})",
                 config.underlay_dev,
@@ -84,6 +88,24 @@ impl NodeUnderlay {
             );
         }
         Ok(underlay)
+    }
+
+    fn afxdp(underlay: AfxdpUnderlay) -> NodeUnderlay {
+        NodeUnderlay::Afxdp(underlay, Cell::new(AfxdpCounters::default()))
+    }
+
+    /// Adds the drops only the underlay saw since the last call to the overlay port's
+    /// counters: frames that failed the outer checks (`malformed`) and frames the kernel
+    /// dropped before the data path read them (`underlay_rx_dropped`). The data path
+    /// calls it once a second.
+    pub fn report_drops(&self, stats: &PortStats) {
+        if let NodeUnderlay::Afxdp(underlay, reported) = self {
+            let now = underlay.counters();
+            let new = now.since(&reported.get());
+            reported.set(now);
+            stats.record_drops(DropReason::Malformed, new.rx_bad_frames);
+            stats.record_drops(DropReason::UnderlayRxDropped, new.rx_kernel_drops);
+        }
     }
 
     fn udp(config: &DaemonConfig) -> Result<NodeUnderlay, UnderlayError> {
@@ -100,14 +122,14 @@ impl NodeUnderlay {
     pub fn describe(&self) -> String {
         match self {
             NodeUnderlay::Udp(_) => "udp".to_owned(),
-            NodeUnderlay::Afxdp(underlay) => format!("afxdp ({})", underlay.mode()),
+            NodeUnderlay::Afxdp(underlay, _) => format!("afxdp ({})", underlay.mode()),
         }
     }
 
     /// Learns the peer VTEPs ahead of the first frame to them, so the AF_XDP underlay
     /// resolves their next hops now rather than dropping that frame.
     pub fn expect_peers(&self, peers: &std::collections::HashSet<Ipv4Addr>) {
-        if let NodeUnderlay::Afxdp(underlay) = self {
+        if let NodeUnderlay::Afxdp(underlay, _) = self {
             underlay.resolve_ahead(peers.iter().copied());
         }
     }
@@ -116,7 +138,7 @@ impl NodeUnderlay {
     pub fn poll_fds(&self) -> Vec<RawFd> {
         match self {
             NodeUnderlay::Udp(underlay) => vec![underlay.as_raw_fd()],
-            NodeUnderlay::Afxdp(underlay) => underlay.poll_fds(),
+            NodeUnderlay::Afxdp(underlay, _) => underlay.poll_fds(),
         }
     }
 }
@@ -125,14 +147,14 @@ impl Underlay for NodeUnderlay {
     fn send(&self, datagram: &[u8], dst: Ipv4Addr, src_port_hint: u16) -> io::Result<()> {
         match self {
             NodeUnderlay::Udp(underlay) => underlay.send(datagram, dst, src_port_hint),
-            NodeUnderlay::Afxdp(underlay) => underlay.send(datagram, dst, src_port_hint),
+            NodeUnderlay::Afxdp(underlay, _) => underlay.send(datagram, dst, src_port_hint),
         }
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, Ipv4Addr)>> {
         match self {
             NodeUnderlay::Udp(underlay) => underlay.recv(buf),
-            NodeUnderlay::Afxdp(underlay) => underlay.recv(buf),
+            NodeUnderlay::Afxdp(underlay, _) => underlay.recv(buf),
         }
     }
 }

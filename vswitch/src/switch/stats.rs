@@ -56,11 +56,15 @@ pub enum DropReason {
     /// The AF_XDP underlay does not know the next hop's MAC for the remote VTEP yet; it
     /// has asked the kernel to resolve it. Counted by the caller on the overlay port.
     NoNeighbour,
+    /// The kernel side of the AF_XDP underlay dropped received frames: the RX ring was
+    /// full or no receive buffer was free (the data path fell behind). Read from the
+    /// sockets' `XDP_STATISTICS` once a second.
+    UnderlayRxDropped,
 }
 
 impl DropReason {
     /// The number of reasons.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -80,6 +84,7 @@ impl DropReason {
         DropReason::BadOffload,
         DropReason::PolicyDenied,
         DropReason::NoNeighbour,
+        DropReason::UnderlayRxDropped,
     ];
 
     /// The counter label, e.g. `"port_security"`.
@@ -101,6 +106,7 @@ impl DropReason {
             DropReason::BadOffload => "bad_offload",
             DropReason::PolicyDenied => "policy_denied",
             DropReason::NoNeighbour => "no_neighbour",
+            DropReason::UnderlayRxDropped => "underlay_rx_dropped",
         }
     }
 
@@ -123,6 +129,7 @@ impl DropReason {
             DropReason::BadOffload => 13,
             DropReason::PolicyDenied => 14,
             DropReason::NoNeighbour => 15,
+            DropReason::UnderlayRxDropped => 16,
         }
     }
 }
@@ -173,6 +180,14 @@ impl PortStats {
     pub fn record_drop(&self, reason: DropReason) {
         if let Some(counter) = self.drops.get(reason.index()) {
             counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `count` frames dropped for `reason` (drops counted elsewhere, such as the
+    /// kernel's AF_XDP statistics).
+    pub fn record_drops(&self, reason: DropReason, count: u64) {
+        if let Some(counter) = self.drops.get(reason.index()) {
+            counter.fetch_add(count, Ordering::Relaxed);
         }
     }
 

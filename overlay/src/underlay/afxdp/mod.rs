@@ -129,6 +129,20 @@ pub struct AfxdpCounters {
     pub rx_bad_frames: u64,
     /// Datagrams not sent because the next hop's MAC is not known yet.
     pub tx_no_neighbour: u64,
+    /// Received frames the kernel dropped before we saw them (RX ring full, no free
+    /// receive buffer): the data path fell behind.
+    pub rx_kernel_drops: u64,
+}
+
+impl AfxdpCounters {
+    /// What was counted since `earlier`.
+    pub fn since(&self, earlier: &AfxdpCounters) -> AfxdpCounters {
+        AfxdpCounters {
+            rx_bad_frames: self.rx_bad_frames.saturating_sub(earlier.rx_bad_frames),
+            tx_no_neighbour: self.tx_no_neighbour.saturating_sub(earlier.tx_no_neighbour),
+            rx_kernel_drops: self.rx_kernel_drops.saturating_sub(earlier.rx_kernel_drops),
+        }
+    }
 }
 
 /// The underlay as AF_XDP sockets on one device.
@@ -236,9 +250,17 @@ impl AfxdpUnderlay {
         self.mode
     }
 
-    /// The underlay's own counters.
+    /// The underlay's own counters; `rx_kernel_drops` is read from the kernel (one
+    /// `getsockopt` per queue).
     pub fn counters(&self) -> AfxdpCounters {
-        self.counters.get()
+        AfxdpCounters {
+            rx_kernel_drops: self
+                .sockets
+                .iter()
+                .map(|s| s.borrow().kernel_rx_drops())
+                .sum(),
+            ..self.counters.get()
+        }
     }
 
     /// Has the next hops of `vteps` resolved now, ahead of the first frame to them

@@ -735,6 +735,38 @@ impl XskSocket {
         Ok(())
     }
 
+    /// The kernel's counters of this socket (`XDP_STATISTICS`).
+    ///
+    /// # Errors
+    /// The error of `getsockopt`.
+    pub fn statistics(&self) -> io::Result<libc::xdp_statistics> {
+        let mut stats = libc::xdp_statistics {
+            rx_dropped: 0,
+            rx_invalid_descs: 0,
+            tx_invalid_descs: 0,
+            rx_ring_full: 0,
+            rx_fill_ring_empty_descs: 0,
+            tx_ring_empty_descs: 0,
+        };
+        let mut len = libc::socklen_t::try_from(size_of::<libc::xdp_statistics>())
+            .map_err(io::Error::other)?;
+        // SAFETY: `stats` is a live xdp_statistics of `len` bytes; the kernel writes at
+        // most `len` bytes (fewer on an older kernel, leaving the rest zero).
+        let ret = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                std::ptr::from_mut(&mut stats).cast(),
+                &mut len,
+            )
+        };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stats)
+    }
+
     /// Whether the socket runs zero-copy (`XDP_OPTIONS`).
     ///
     /// # Errors

@@ -123,6 +123,16 @@ impl Xsk {
         self.socket.fd()
     }
 
+    /// Received frames the kernel dropped on this socket so far: RX ring full, no free
+    /// receive buffer, or a bad descriptor. 0 when the kernel cannot say.
+    pub fn kernel_rx_drops(&self) -> u64 {
+        self.socket.statistics().map_or(0, |s| {
+            s.rx_dropped
+                .saturating_add(s.rx_ring_full)
+                .saturating_add(s.rx_invalid_descs)
+        })
+    }
+
     /// True when the socket runs zero-copy.
     pub fn zero_copy(&self) -> bool {
         self.zero_copy
