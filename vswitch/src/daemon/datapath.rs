@@ -241,7 +241,7 @@ impl Datapath {
             if now >= next_aging {
                 self.switch.age(now);
                 if let Some(overlay) = self.overlay.as_ref() {
-                    overlay.underlay().report_drops(overlay.stats());
+                    overlay.underlay().tick(overlay.stats());
                 }
                 next_aging = now + AGING_TICK;
             }

@@ -94,12 +94,13 @@ impl NodeUnderlay {
         NodeUnderlay::Afxdp(underlay, Cell::new(AfxdpCounters::default()))
     }
 
-    /// Adds the drops only the underlay saw since the last call to the overlay port's
-    /// counters: frames that failed the outer checks (`malformed`) and frames the kernel
-    /// dropped before the data path read them (`underlay_rx_dropped`). The data path
-    /// calls it once a second.
-    pub fn report_drops(&self, stats: &PortStats) {
+    /// Once a second from the data path: pushes out queued AF_XDP sends, and adds the
+    /// drops only the underlay saw since the last call to the overlay port's counters:
+    /// frames that failed the outer checks (`malformed`) and frames the kernel dropped
+    /// before the data path read them (`underlay_rx_dropped`).
+    pub fn tick(&self, stats: &PortStats) {
         if let NodeUnderlay::Afxdp(underlay, reported) = self {
+            underlay.flush();
             let now = underlay.counters();
             let new = now.since(&reported.get());
             reported.set(now);

@@ -271,6 +271,15 @@ impl AfxdpUnderlay {
         }
     }
 
+    /// Pushes out send descriptors a wake-up left queued (the kernel answered "busy");
+    /// the data path calls it once a second, so a burst's tail cannot wait for the next
+    /// frame forever.
+    pub fn flush(&self) {
+        for socket in &self.sockets {
+            socket.borrow_mut().flush();
+        }
+    }
+
     /// Every socket's descriptor: poll them all for readability (one per queue).
     pub fn poll_fds(&self) -> Vec<RawFd> {
         self.sockets
@@ -384,7 +393,12 @@ impl Underlay for AfxdpUnderlay {
                 Ok::<_, BadFrame>((len, src))
             });
             match received {
-                Some(Ok(datagram)) => return Ok(Some(datagram)),
+                Some(Ok(datagram)) => {
+                    // Queues take turns frame by frame, so a busy one cannot starve
+                    // the others when the data path cuts a batch short.
+                    self.next_rx.set(index + 1);
+                    return Ok(Some(datagram));
+                }
                 Some(Err(_)) => self.count(|c| c.rx_bad_frames += 1),
                 None => {
                     socket.borrow_mut().idle();

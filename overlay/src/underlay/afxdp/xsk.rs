@@ -220,6 +220,14 @@ impl Xsk {
         Ok(())
     }
 
+    /// Wakes the kernel when send descriptors are still queued.
+    pub fn flush(&mut self) {
+        self.reap();
+        if self.tx.outstanding() > 0 {
+            self.kick();
+        }
+    }
+
     /// Moves completed send frames back to the free list.
     fn reap(&mut self) {
         let done = self.completion.available();
@@ -235,7 +243,7 @@ impl Xsk {
         if !self.tx.needs_wakeup() && self.zero_copy {
             return;
         }
-        for _ in 0..4 {
+        for _ in 0..16 {
             match self.socket.kick_tx() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // ENOBUFS/EBUSY: the device queue is full; the descriptors stay queued
