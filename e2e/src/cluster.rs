@@ -175,6 +175,7 @@ pub struct ClusterBuilder {
     store: StoreKind,
     extra: Vec<String>,
     per_node: Vec<(usize, Vec<String>)>,
+    underlay_queues: u32,
     together: bool,
 }
 
@@ -197,6 +198,13 @@ impl ClusterBuilder {
     pub fn node_args(mut self, number: usize, extra: &[&str]) -> ClusterBuilder {
         self.per_node
             .push((number, extra.iter().map(|a| (*a).to_owned()).collect()));
+        self
+    }
+
+    /// Receive and transmit queues of every node's underlay veth, both ends (default 1),
+    /// for the AF_XDP underlay's one socket per queue.
+    pub fn underlay_queues(mut self, queues: u32) -> ClusterBuilder {
+        self.underlay_queues = queues.max(1);
         self
     }
 
@@ -256,6 +264,7 @@ impl Cluster {
             store: StoreKind::File,
             extra: Vec::new(),
             per_node: Vec::new(),
+            underlay_queues: 1,
             together: false,
         }
     }
@@ -285,15 +294,24 @@ impl Cluster {
             let underlay_ip = underlay_ip(number);
             let netns = Netns::new(&format!("n{number}"));
             let fabric_end = format!("n{number}");
+            let queues = spec.underlay_queues.to_string();
             netns.ip_ok(&[
                 "link",
                 "add",
                 "ul0",
+                "numtxqueues",
+                &queues,
+                "numrxqueues",
+                &queues,
                 "type",
                 "veth",
                 "peer",
                 "name",
                 &fabric_end,
+                "numtxqueues",
+                &queues,
+                "numrxqueues",
+                &queues,
                 "netns",
                 fabric.name(),
             ]);

@@ -87,6 +87,25 @@ fn afxdp_on_both_nodes_carries_ping_and_bulk_tcp() {
     pods_talk(&cluster);
 }
 
+/// One AF_XDP socket per queue: a 4-queue underlay veth gets four, and traffic arriving
+/// on any of them reaches the pods.
+#[test]
+fn one_socket_per_underlay_queue() {
+    let cluster = Cluster::builder(2)
+        .underlay_queues(4)
+        .daemon_args(&["--datapath", "afxdp"])
+        .build();
+    for node in cluster.nodes() {
+        assert_eq!(
+            datapath(node),
+            "afxdp (native, copy, 4 queues)",
+            "{}",
+            node.name()
+        );
+    }
+    pods_talk(&cluster);
+}
+
 #[test]
 fn afxdp_and_udp_nodes_interoperate() {
     let cluster = Cluster::builder(2)
