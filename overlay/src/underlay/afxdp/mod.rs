@@ -21,7 +21,7 @@
 //! module allowed it; every other module here forbids it.
 #![deny(unsafe_code)]
 
-mod frame;
+pub mod frame;
 mod neigh;
 pub mod netlink;
 pub mod program;
