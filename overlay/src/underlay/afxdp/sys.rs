@@ -203,41 +203,57 @@ pub fn xskmap_set(map: &OwnedFd, key: u32, value_fd: &OwnedFd) -> io::Result<()>
 /// # Errors
 /// The error of `bpf(BPF_PROG_LOAD)`.
 pub fn xdp_prog_load(insns: &[BpfInsn], name: &str) -> io::Result<OwnedFd> {
+    // Without a log first: a verbose log that outgrows its buffer fails the load
+    // (ENOSPC). Only a refused program is loaded again, to read why.
+    match prog_load(insns, name, None) {
+        Ok(fd) => Ok(fd),
+        Err(error) => {
+            let mut log = vec![0u8; 256 * 1024];
+            let _ = prog_load(insns, name, Some(&mut log));
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            let text = String::from_utf8_lossy(log.get(..end).unwrap_or_default());
+            let text = text.trim();
+            if text.is_empty() {
+                Err(error)
+            } else {
+                Err(io::Error::new(
+                    error.kind(),
+                    format!("{error}; verifier: {text}"),
+                ))
+            }
+        }
+    }
+}
+
+fn prog_load(insns: &[BpfInsn], name: &str, log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
     let license = CString::new("Apache-2.0").map_err(io::Error::other)?;
     let mut prog_name = [0u8; 16];
     for (slot, byte) in prog_name.iter_mut().take(15).zip(name.bytes()) {
         *slot = byte;
     }
-    let mut log = vec![0u8; 64 * 1024];
+    let (log_level, log_size, log_buf) = match log {
+        Some(log) => (
+            1,
+            u32::try_from(log.len()).map_err(io::Error::other)?,
+            log.as_mut_ptr() as u64,
+        ),
+        None => (0, 0, 0),
+    };
     let mut attr = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_XDP,
         insn_cnt: u32::try_from(insns.len()).map_err(io::Error::other)?,
         insns: insns.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: u32::try_from(log.len()).map_err(io::Error::other)?,
-        log_buf: log.as_mut_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
         prog_name,
         expected_attach_type: BPF_XDP,
         ..ProgLoadAttr::default()
     };
-    // SAFETY: insns, license and log_buf point to live buffers of the sizes given, which
-    // outlive the call.
-    match unsafe { bpf(BPF_PROG_LOAD, &mut attr) } {
-        Ok(fd) => owned_fd(fd),
-        Err(error) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            let text = String::from_utf8_lossy(log.get(..end).unwrap_or_default());
-            if text.trim().is_empty() {
-                Err(error)
-            } else {
-                Err(io::Error::new(
-                    error.kind(),
-                    format!("{error}; verifier: {}", text.trim()),
-                ))
-            }
-        }
-    }
+    // SAFETY: insns and license point to live buffers of the sizes given, and log_buf
+    // is null with size 0 or a live buffer of log_size bytes; all outlive the call.
+    owned_fd(unsafe { bpf(BPF_PROG_LOAD, &mut attr) }?)
 }
 
 #[cfg(test)]

@@ -156,3 +156,34 @@ fn mode_reads_as_show_prints_it() {
     };
     assert_eq!(mode.to_string(), "generic, zero-copy, 4 queues");
 }
+
+#[test]
+fn a_refused_program_says_why() {
+    // r2 = ctx->data; r0 = *(u8 *)r2 without checking data_end; exit.
+    let unchecked = [
+        sys::BpfInsn {
+            code: 0x61,
+            regs: 0x12,
+            off: 0,
+            imm: 0,
+        },
+        sys::BpfInsn {
+            code: 0x71,
+            regs: 0x20,
+            off: 0,
+            imm: 0,
+        },
+        sys::BpfInsn {
+            code: 0x95,
+            regs: 0,
+            off: 0,
+            imm: 0,
+        },
+    ];
+    let error = sys::xdp_prog_load(&unchecked, "vswitch_bad").unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("verifier:") && message.contains("packet"),
+        "{message}"
+    );
+}
