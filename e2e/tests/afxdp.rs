@@ -245,6 +245,50 @@ fn eventually(mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A second daemon demanding AF_XDP on a device whose XDP hook is taken exits saying
+/// so, before it touches anything, and the first daemon's overlay keeps working.
+#[test]
+fn afxdp_demanded_on_a_taken_device_exits() {
+    let cluster = Cluster::builder(2)
+        .daemon_args(&["--datapath", "afxdp"])
+        .build();
+    let (node1, node2) = (cluster.node(1), cluster.node(2));
+    let dir = cluster.dir().join("intruder");
+    let store = format!("file:{}", dir.join("cluster.json").display());
+    let state = dir.join("state").display().to_string();
+    let socket = dir.join("intruder.sock").display().to_string();
+    let underlay_ip = node1.underlay_ip().to_string();
+    let mut cmd = node1
+        .netns()
+        .command(&bin("vswitchd").display().to_string());
+    cmd.args([
+        "--node",
+        "intruder",
+        "--underlay-ip",
+        &underlay_ip,
+        "--store",
+        &store,
+        "--state-dir",
+        &state,
+        "--socket",
+        &socket,
+        "--datapath",
+        "afxdp",
+    ]);
+    let done = run_timeout(&mut cmd, None, Duration::from_secs(10)).expect("vswitchd ran");
+    assert!(!done.success(), "a second AF_XDP daemon started on ul0");
+    assert!(
+        done.stderr
+            .contains("another XDP program is attached to ul0"),
+        "unclear error: {}",
+        done.stderr
+    );
+    assert!(!dir.join("cluster.json").exists(), "it joined a store");
+    let a = node1.add_pod("default", "a");
+    let b = node2.add_pod("default", "b");
+    ping_all(&[(&a.netns, b.ip, "a → b".into())], PING_WITHIN);
+}
+
 /// An underlay MTU larger than a UMEM frame holds: AF_XDP cannot run there.
 #[test]
 fn afxdp_demanded_exits_and_auto_falls_back_where_it_cannot_run() {

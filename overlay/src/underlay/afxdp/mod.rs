@@ -197,6 +197,9 @@ impl AfxdpUnderlay {
         let map = sys::xskmap_create(link.rx_queues).map_err(AfxdpError::Program)?;
         let insns = program::classifier(link.mac, local, port, map.as_raw_fd(), program::XDP_PASS);
         let program = sys::xdp_prog_load(&insns, "vswitch_xsk").map_err(AfxdpError::Program)?;
+        // Attached before the sockets exist: a device that already has a program says so
+        // first, and meanwhile our VXLAN finds no socket and passes to the kernel.
+        let (link_fd, native) = attach(&program, link.ifindex, dev)?;
 
         let mut sockets = Vec::new();
         for queue in 0..link.rx_queues {
@@ -221,7 +224,6 @@ impl AfxdpUnderlay {
             sockets.push(RefCell::new(socket));
         }
 
-        let (link_fd, native) = attach(&program, link.ifindex, dev)?;
         let resolver = neigh::Resolver::start(link.ifindex).map_err(AfxdpError::Neighbours)?;
         let mode = AfxdpMode {
             native,
