@@ -231,6 +231,60 @@ fn next_hops_follow_the_neighbour_table() {
     );
 }
 
+/// A peer behind a gateway: with a route to node 2 via the fabric (a router here), node
+/// 1 sends to the gateway's MAC. A bogus neighbour entry for node 2 itself, which would
+/// break a direct path, changes nothing; taking the route away again makes it matter.
+#[test]
+fn next_hops_go_through_the_gateway_a_route_names() {
+    let cluster = Cluster::builder(2)
+        .daemon_args(&["--datapath", "afxdp"])
+        .build();
+    let (node1, node2) = (cluster.node(1), cluster.node(2));
+    let fabric = cluster.fabric();
+    for setting in [
+        "net.ipv4.ip_forward=1",
+        "net.ipv4.conf.all.send_redirects=0",
+        "net.ipv4.conf.br0.send_redirects=0",
+    ] {
+        let done = fabric.exec(&["sysctl", "-qw", setting]);
+        assert!(done.success(), "sysctl {setting}: {}", done.stderr);
+    }
+    let a = node1.add_pod("default", "a");
+    let b = node2.add_pod("default", "b");
+    ping_all(&[(&a.netns, b.ip, "a → b".into())], PING_WITHIN);
+
+    let peer = format!("{}/32", node2.underlay_ip());
+    let gateway = FABRIC_ADDRESS.to_string();
+    node1
+        .netns()
+        .ip_ok(&["route", "add", &peer, "via", &gateway, "dev", UNDERLAY_DEV]);
+    node1.netns().ip_ok(&[
+        "neigh",
+        "replace",
+        &node2.underlay_ip().to_string(),
+        "lladdr",
+        "02:00:00:00:de:ad",
+        "dev",
+        UNDERLAY_DEV,
+        "nud",
+        "permanent",
+    ]);
+    ping_all(
+        &[(&a.netns, b.ip, "a → b through the gateway".into())],
+        PING_WITHIN,
+    );
+    tcp_transfer(&b.netns, b.ip, &a.netns, 4 << 20)
+        .unwrap_or_else(|e| panic!("TCP a → b through the gateway: {e}"));
+
+    node1
+        .netns()
+        .ip_ok(&["route", "del", &peer, "via", &gateway, "dev", UNDERLAY_DEV]);
+    assert!(
+        eventually(|| !vswitch_e2e::ping(&a.netns, b.ip)),
+        "a → b works without the route, with a wrong MAC for node2"
+    );
+}
+
 /// Whether `check` holds within 5 s.
 fn eventually(mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
