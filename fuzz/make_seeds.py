@@ -18,6 +18,9 @@ them). Every seed is a fixture the unit tests already use, or built the same way
 - cni_input: network configs of docs/cni.md and cni-shim tests, and NUL-separated
   CNI_* environments.
 
+The seeds captured from real traffic and real inputs (corpus/<target>/cap-*) are written
+by scripts/fuzz-seeds instead; this script leaves them alone.
+
 Usage: python3 fuzz/make_seeds.py   (from anywhere; writes next to this file)
 """
 

@@ -49,6 +49,7 @@ pub struct Node {
     name: String,
     underlay_ip: Ipv4Addr,
     socket: PathBuf,
+    state_dir: PathBuf,
 }
 
 impl Node {
@@ -75,6 +76,11 @@ impl Node {
     /// Its daemon's control socket.
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// Its daemon's `--state-dir` (`attachments.json`, the address leases, lives there).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
     }
 
     /// Its daemon, to kill, stop, restart or read the log of.
@@ -177,6 +183,8 @@ pub struct ClusterBuilder {
     per_node: Vec<(usize, Vec<String>)>,
     underlay_queues: u32,
     together: bool,
+    state_root: Option<PathBuf>,
+    store_file: Option<PathBuf>,
 }
 
 impl ClusterBuilder {
@@ -205,6 +213,23 @@ impl ClusterBuilder {
     /// for the AF_XDP underlay's one socket per queue.
     pub fn underlay_queues(mut self, queues: u32) -> ClusterBuilder {
         self.underlay_queues = queues.max(1);
+        self
+    }
+
+    /// Puts node *i*'s `--state-dir` in `<root>/node<i>` instead of the cluster's
+    /// temporary directory: e.g. on a [`crate::Tmpfs`], mounted before the daemons start
+    /// so that they see it. `root` must outlive the cluster.
+    pub fn state_root(mut self, root: &Path) -> ClusterBuilder {
+        self.state_root = Some(root.to_owned());
+        self
+    }
+
+    /// With [`StoreKind::File`], keeps the store in `path` instead of the cluster's
+    /// temporary directory (e.g. on the same [`crate::Tmpfs`] as the state dirs, as
+    /// vswitchd's defaults keep both in `/var/lib/vswitch`). `path` must outlive the
+    /// cluster.
+    pub fn store_file(mut self, path: &Path) -> ClusterBuilder {
+        self.store_file = Some(path.to_owned());
         self
     }
 
@@ -266,6 +291,8 @@ impl Cluster {
             per_node: Vec::new(),
             underlay_queues: 1,
             together: false,
+            state_root: None,
+            store_file: None,
         }
     }
 
@@ -340,13 +367,20 @@ impl Cluster {
             StoreKind::Etcd => Some(Etcd::new(fabric.name(), dir.path())),
         };
         let store_url = match &etcd {
-            None => format!("file:{}", dir.path().join("cluster.json").display()),
+            None => format!(
+                "file:{}",
+                spec.store_file
+                    .clone()
+                    .unwrap_or_else(|| dir.path().join("cluster.json"))
+                    .display()
+            ),
             Some(etcd) => etcd.store_url(),
         };
         let mut built = Vec::with_capacity(nodes);
         for (number, underlay_ip, netns) in wired {
             let name = format!("node{number}");
             let socket = dir.path().join(format!("{name}.sock"));
+            let state_dir = spec.state_root.as_deref().unwrap_or(dir.path()).join(&name);
             let mut args: Vec<String> = vec![
                 "--node".into(),
                 name.clone(),
@@ -355,7 +389,7 @@ impl Cluster {
                 "--store".into(),
                 store_url.clone(),
                 "--state-dir".into(),
-                dir.path().join(&name).display().to_string(),
+                state_dir.display().to_string(),
                 "--socket".into(),
                 socket.display().to_string(),
             ];
@@ -381,6 +415,7 @@ impl Cluster {
                 name,
                 underlay_ip,
                 socket,
+                state_dir,
             });
         }
         if spec.together {

@@ -21,7 +21,13 @@
 //! doing VXLAN with the Linux kernel's own bridge and `vxlan` device, with [`KernelPod`]s;
 //! a [`Capture`] runs `tshark` on the wire and [`read_fields`] decodes the capture with
 //! Wireshark's dissectors; [`send_datagrams`] sends hand-made VXLAN datagrams and returns
-//! the answers; [`udp_source_seen`] tells the source address a receiver saw (no NAT).
+//! the answers; [`inject`] writes hand-made Ethernet frames onto a pod's interface from
+//! inside its namespace (a raw socket, as a compromised pod would); [`udp_source_seen`] tells the source address a receiver saw (no NAT).
+//!
+//! For faults: a [`PingFlow`] is a continuous `ping` whose replies carry the time they
+//! arrived (when did traffic stop, when did it come back); a [`Tmpfs`] is a tiny file
+//! system to fill to the last byte (give it to [`ClusterBuilder::state_root`]); a
+//! [`ReadOnlyBind`] turns a directory read-only under one running daemon.
 //!
 //! Binaries come from `$VSWITCH_BIN_DIR` if set, else from the profile directory of this
 //! very test build (`target/debug` for `cargo test`), else `<workspace>/target/debug`.
@@ -41,8 +47,11 @@ mod echo;
 mod env;
 mod etcd;
 mod fabric_host;
+mod flow;
+mod inject;
 mod kernel_vtep;
 mod links;
+mod mount;
 mod net;
 mod netns;
 mod pod;
@@ -63,11 +72,14 @@ pub use echo::udp_source_seen;
 pub use env::{bin, bin_dir, next_id, preflight, require_root};
 pub use etcd::{Etcd, ETCDCTL_BIN, ETCD_BIN, ETCD_CLIENT};
 pub use fabric_host::FabricHost;
+pub use flow::{unix_now, EchoReply, PingFlow};
+pub use inject::{inject, Burst, Injected};
 pub use kernel_vtep::{set_tx_checksum, KernelNode, KernelPod, VXLAN_PORT};
 pub use links::{
     add_placeholder_link, default_route, devices_of_kind, ipv4_addresses, is_tap, link, links,
     DefaultRoute,
 };
+pub use mount::{ReadOnlyBind, Tmpfs};
 pub use net::{mac_for_ip, parse_cidr, subnet_contains};
 pub use netns::Netns;
 pub use pod::{Pod, PodSpec};

@@ -95,6 +95,14 @@ fn overlay_drops(show: &Value, reason: &str) -> u64 {
     drops.get(reason).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// The pod MTU `show --json` reports.
+fn show_mtu(show: &Value) -> usize {
+    show.get("mtu")
+        .and_then(Value::as_u64)
+        .and_then(|mtu| usize::try_from(mtu).ok())
+        .unwrap_or_else(|| panic!("no `mtu` in {show}"))
+}
+
 /// Polls `node`'s `show --json` until `done` holds or `within` has passed; the last
 /// `show` and whether `done` held.
 fn wait_show(node: &Node, within: Duration, done: impl Fn(&Value) -> bool) -> (Value, bool) {
@@ -753,7 +761,8 @@ fn node_add_and_remove_reach_every_daemon_within_a_second() {
 
 /// Datagrams from an address that is no node are dropped (`unknown_vtep`) and never reach
 /// the pod. Once that address is a static node: VNI 2 → `wrong_vni`; no I flag or a
-/// truncated header → `bad_vxlan`; none reaches the pod either. A well-formed datagram is
+/// truncated header → `bad_vxlan`; an inner frame over the pod MTU (the sender's kernel
+/// fragments the datagram, ours reassembles it) → `too_big`; none reaches the pod either. A well-formed datagram is
 /// delivered: an ARP request for the pod is answered over VXLAN with the pod's MAC.
 #[test]
 fn vxlan_from_strangers_and_bad_datagrams_are_dropped_and_counted() {
@@ -817,24 +826,46 @@ fn vxlan_from_strangers_and_bad_datagrams_are_dropped_and_counted() {
     let before = node1.show();
     let no_i_flag = vxlan_datagram_with_flags(0x00, VNI, &echo(3));
     let truncated = vxlan_datagram(VNI, &arp)[..10].to_vec();
+    let pod_mtu = show_mtu(&before);
+    let oversized = vxlan_datagram(
+        VNI,
+        &icmp_echo(
+            src_mac,
+            parse_mac(&pod.mac),
+            src_ip,
+            pod.ip,
+            0x7a7a,
+            5,
+            &vec![0x5a; pod_mtu + 100],
+        ),
+    );
     send_datagrams(
         stranger.netns(),
         me,
         vtep,
-        &[vxlan_datagram(2, &echo(2)), no_i_flag, truncated],
+        &[vxlan_datagram(2, &echo(2)), no_i_flag, truncated, oversized],
         Duration::from_millis(300),
     );
-    let (w0, b0) = (
+    let (w0, b0, t0) = (
         overlay_drops(&before, "wrong_vni"),
         overlay_drops(&before, "bad_vxlan"),
+        overlay_drops(&before, "too_big"),
     );
     let (show, ok) = wait_show(node1, Duration::from_secs(2), |s| {
-        overlay_drops(s, "wrong_vni") > w0 && overlay_drops(s, "bad_vxlan") >= b0 + 2
+        overlay_drops(s, "wrong_vni") > w0
+            && overlay_drops(s, "bad_vxlan") >= b0 + 2
+            && overlay_drops(s, "too_big") > t0
     });
     assert!(
         ok,
-        "expected wrong_vni +1 and bad_vxlan +2 (no I flag, truncated): before {}, after {}",
+        "expected wrong_vni +1, bad_vxlan +2 (no I flag, truncated) and too_big +1: before {}, after {}",
         overlay(&before),
+        overlay(&show)
+    );
+    assert_eq!(
+        overlay_drops(&show, "too_big"),
+        t0 + 1,
+        "{}",
         overlay(&show)
     );
     assert_eq!(

@@ -71,6 +71,7 @@ fn switch() -> Switch {
     let mut switch = Switch::new(SwitchConfig {
         mac_capacity: 64,
         aging: Duration::from_secs(300),
+        ..SwitchConfig::default()
     });
     let pod = PortConfig {
         kind: PortKind::Pod,

@@ -586,7 +586,7 @@ fn dead_nodes_vanish_after_the_ttl_and_free_their_subnet_after_the_grace() {
         .unwrap();
     daemon.put_pod(&pod("a", "c1", "10.244.0.2")).unwrap();
     let mut peer = connect(&etcd.endpoint(), &options);
-    eventually(Duration::from_secs(1), "the peer sees a and x", || {
+    eventually(Duration::from_secs(3), "the peer sees a and x", || {
         names(&mut peer) == ["a", "x"]
     });
 
@@ -654,7 +654,7 @@ fn outage_reads_from_cache_fails_writes_fast_and_recovers() {
     b.lease_subnet("b", ip("10.0.0.2"), net(CLUSTER), 24)
         .unwrap();
     a.put_pod(&pod("a", "c1", "10.244.0.2")).unwrap();
-    eventually(Duration::from_secs(1), "a sees b", || {
+    eventually(Duration::from_secs(3), "a sees b", || {
         names(&mut a) == ["a", "b"]
     });
     let generation = a.generation().unwrap();

@@ -298,6 +298,42 @@ fn print_show(show: &ShowReply) {
         );
     }
     println!();
+    let mac = &show.tables.mac;
+    println!(
+        "mac table    {}/{} entries, at most {} learned per port; evicted: {} (table full), {} (port at its bound)",
+        mac.entries, mac.capacity, mac.per_port, mac.evictions, mac.port_evictions
+    );
+    let connections = &show.tables.connections;
+    println!(
+        "connections  {}/{} tracked; evicted: {} (table full)",
+        connections.entries, connections.capacity, connections.evictions
+    );
+    let mut dropping = vec![
+        (host.ifname.clone(), &host.counters),
+        ("overlay".to_owned(), &show.overlay.counters),
+    ];
+    dropping.extend(
+        show.ports
+            .iter()
+            .map(|port| (port.pod.clone(), &port.counters)),
+    );
+    dropping.retain(|(_, counters)| drops(counters) > 0 || counters.mac_evictions > 0);
+    if !dropping.is_empty() {
+        println!();
+        println!("{:<28} DROPS BY REASON", "PORT");
+        for (name, counters) in dropping {
+            let mut reasons: Vec<String> = counters
+                .drops
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect();
+            if counters.mac_evictions > 0 {
+                reasons.push(format!("(mac_evictions {})", counters.mac_evictions));
+            }
+            println!("{name:<28} {}", reasons.join(", "));
+        }
+    }
+    println!();
     println!("{:<20} {:<16} {:<18} STATIC", "PEER", "VTEP", "SUBNET");
     for peer in &show.peers {
         println!(

@@ -58,6 +58,20 @@ struct Args {
     /// Client key (PEM) for etcd, with --etcd-cert
     #[arg(long, value_name = "FILE")]
     etcd_key: Option<PathBuf>,
+    /// Most MAC table entries; beyond, the least recently seen goes [default: 8192]
+    #[arg(long, value_name = "N")]
+    mac_table_size: Option<usize>,
+    /// Most MACs learned behind one port or one remote VTEP; beyond, that port's least
+    /// recently seen goes [default: 1024]
+    #[arg(long, value_name = "N")]
+    mac_table_per_port: Option<usize>,
+    /// Flooded frames (broadcast, multicast, unknown unicast) per second from one port or
+    /// one remote VTEP; the excess is dropped. 0: no limit [default: 1000]
+    #[arg(long, value_name = "N")]
+    flood_rate: Option<u32>,
+    /// Flooded frames one port may send back to back within --flood-rate [default: 200]
+    #[arg(long, value_name = "N")]
+    flood_burst: Option<u32>,
 }
 
 fn main() {
@@ -80,6 +94,10 @@ fn main() {
             cert: args.etcd_cert,
             key: args.etcd_key,
         },
+        mac_table_size: args.mac_table_size,
+        mac_table_per_port: args.mac_table_per_port,
+        flood_rate: args.flood_rate,
+        flood_burst: args.flood_burst,
     };
     let result = flags
         .resolve()

@@ -202,8 +202,48 @@ pub struct PortCounters {
     pub tx_packets: u64,
     /// Bytes sent to the port.
     pub tx_bytes: u64,
+    /// MACs learned on the port (on the overlay: behind one of its VTEPs) evicted because
+    /// the port had reached its bound of learned MACs (`--mac-table-per-port`).
+    #[serde(default)]
+    pub mac_evictions: u64,
     /// Frames dropped, by reason (only reasons with a non-zero count).
     pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// The switch's bounded tables, as `show` reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TablesInfo {
+    /// The MAC table.
+    pub mac: MacTableInfo,
+    /// The connection table of NetworkPolicy.
+    pub connections: ConnTableInfo,
+}
+
+/// The MAC table's size and bounds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacTableInfo {
+    /// Entries now (pinned and learned).
+    pub entries: u64,
+    /// The most entries (`--mac-table-size`).
+    pub capacity: u64,
+    /// The most learned entries behind one port or VTEP (`--mac-table-per-port`).
+    pub per_port: u64,
+    /// Entries evicted because the whole table was full.
+    pub evictions: u64,
+    /// Entries evicted because their port had reached its bound (the sum of the ports'
+    /// `mac_evictions`).
+    pub port_evictions: u64,
+}
+
+/// The connection table's size and bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnTableInfo {
+    /// Connections tracked now.
+    pub entries: u64,
+    /// The most connections tracked.
+    pub capacity: u64,
+    /// Connections evicted because the table was full.
+    pub evictions: u64,
 }
 
 /// What `show` prints.
@@ -229,6 +269,9 @@ pub struct ShowReply {
     pub overlay: OverlayInfo,
     /// The cluster store and whether it is reachable.
     pub store: StoreInfo,
+    /// The switch's bounded tables (zeros while the data path does not answer).
+    #[serde(default)]
+    pub tables: TablesInfo,
     /// One entry per attached pod.
     pub ports: Vec<PortInfo>,
     /// The other nodes of the cluster.

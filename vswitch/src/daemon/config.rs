@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use crate::ipnet::Ipv4Net;
+use crate::switch::{FloodRate, SwitchConfig};
 use crate::sys;
 
 /// VXLAN's outer headers: Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
@@ -44,6 +45,8 @@ pub struct DaemonConfig {
     pub mtu: u32,
     /// TLS files for an etcd store.
     pub etcd_tls: crate::store::EtcdTls,
+    /// The switch's bounds: MAC table size, MACs per port, flood rate.
+    pub switch: SwitchConfig,
     /// Underlay I/O: UDP socket or AF_XDP.
     pub datapath: DatapathKind,
 }
@@ -102,6 +105,14 @@ pub struct DaemonFlags {
     pub mtu: Option<u32>,
     /// `--etcd-cacert`, `--etcd-cert`, `--etcd-key`.
     pub etcd_tls: crate::store::EtcdTls,
+    /// `--mac-table-size`.
+    pub mac_table_size: Option<usize>,
+    /// `--mac-table-per-port`.
+    pub mac_table_per_port: Option<usize>,
+    /// `--flood-rate`.
+    pub flood_rate: Option<u32>,
+    /// `--flood-burst`.
+    pub flood_burst: Option<u32>,
     /// `--datapath`.
     pub datapath: Option<DatapathKind>,
 }
@@ -149,6 +160,12 @@ pub enum ConfigError {
     /// Port 0.
     #[error("--vxlan-port must not be 0")]
     VxlanPort,
+    /// A MAC table that cannot hold a station.
+    #[error("--{flag} must be at least 1")]
+    MacTable {
+        /// The flag.
+        flag: &'static str,
+    },
 }
 
 impl DaemonFlags {
@@ -214,6 +231,12 @@ impl DaemonFlags {
         if vxlan_port == 0 {
             return Err(ConfigError::VxlanPort);
         }
+        let switch = switch_config(
+            self.mac_table_size,
+            self.mac_table_per_port,
+            self.flood_rate,
+            self.flood_burst,
+        )?;
         Ok(DaemonConfig {
             node,
             underlay_ip,
@@ -233,9 +256,41 @@ impl DaemonFlags {
             vxlan_port,
             mtu,
             etcd_tls: self.etcd_tls,
+            switch,
             datapath: self.datapath.unwrap_or_default(),
         })
     }
+}
+
+/// The switch's bounds from the flags, defaults for the ones not given.
+fn switch_config(
+    size: Option<usize>,
+    per_port: Option<usize>,
+    rate: Option<u32>,
+    burst: Option<u32>,
+) -> Result<SwitchConfig, ConfigError> {
+    let defaults = SwitchConfig::default();
+    let mac_capacity = size.unwrap_or(defaults.mac_capacity);
+    if mac_capacity == 0 {
+        return Err(ConfigError::MacTable {
+            flag: "mac-table-size",
+        });
+    }
+    let mac_per_port = per_port.unwrap_or(defaults.mac_per_port);
+    if mac_per_port == 0 {
+        return Err(ConfigError::MacTable {
+            flag: "mac-table-per-port",
+        });
+    }
+    Ok(SwitchConfig {
+        mac_capacity,
+        mac_per_port,
+        flood_rate: FloodRate {
+            per_second: rate.unwrap_or(defaults.flood_rate.per_second),
+            burst: burst.unwrap_or(defaults.flood_rate.burst),
+        },
+        ..defaults
+    })
 }
 
 /// 10.244.0.0/16, Kubernetes' customary pod CIDR.
@@ -249,4 +304,28 @@ fn hostname() -> Result<String, ConfigError> {
         return Err(ConfigError::NodeName("the hostname is empty".into()));
     }
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_bounds_from_flags() {
+        assert_eq!(
+            switch_config(None, None, None, None).ok(),
+            Some(SwitchConfig::default())
+        );
+        let config = switch_config(Some(100), Some(10), Some(0), Some(5)).ok();
+        assert_eq!(config.map(|c| c.mac_capacity), Some(100));
+        assert_eq!(config.map(|c| c.mac_per_port), Some(10));
+        assert!(config.is_some_and(|c| c.flood_rate.is_unlimited()));
+        for (size, per_port, flag) in [
+            (Some(0), None, "--mac-table-size must be at least 1"),
+            (None, Some(0), "--mac-table-per-port must be at least 1"),
+        ] {
+            let error = switch_config(size, per_port, None, None).err();
+            assert_eq!(error.map(|e| e.to_string()).as_deref(), Some(flag));
+        }
+    }
 }

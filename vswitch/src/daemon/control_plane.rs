@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::control::proto::{
     AttachmentKey, ControlError, ErrorCode, FdbEntry, HostPortInfo, OverlayInfo, PeerInfo,
-    PortCounters, PortInfo, Reply, Request, Response, ShowReply, StoreInfo,
+    PortCounters, PortInfo, Reply, Request, Response, ShowReply, StoreInfo, TablesInfo,
 };
 use crate::ipnet::Ipv4Net;
 use crate::k8s::{parse_documents, Object};
@@ -27,7 +27,7 @@ use crate::policy::{PodInfo, PolicyModel, PolicySet};
 use crate::store::{
     ClusterStore, NodeRecord, ObjectKey, ObjectRecord, PodRecord, StoreError, StoreHealth,
 };
-use crate::switch::{Location, PortConfig, PortId, PortKind, PortStats, SwitchConfig};
+use crate::switch::{Location, PortConfig, PortId, PortKind, PortStats};
 use crate::sys::tap::Tap;
 use crate::sys::{self, iface, netns, SysError};
 
@@ -156,7 +156,7 @@ impl ControlPlane {
             }
         })?;
         let datapath =
-            DatapathHandle::start(SwitchConfig::default()).map_err(StartError::Datapath)?;
+            DatapathHandle::start(config.switch, config.mtu).map_err(StartError::Datapath)?;
 
         let gateway = state.gateway();
         let address = prefixed(gateway, config.cluster_cidr);
@@ -794,6 +794,10 @@ impl ControlPlane {
                 Vec::new()
             }
         };
+        let tables = self.datapath.ask(DatapathCmd::Tables).unwrap_or_else(|e| {
+            eprintln!("vswitchd: show: reading the switch's tables: {e}");
+            TablesInfo::default()
+        });
         ShowReply {
             node: self.config.node.clone(),
             subnet: self.node.subnet,
@@ -812,6 +816,7 @@ impl ControlPlane {
                 health: self.store.health(),
                 behind: self.store_behind,
             },
+            tables,
             overlay: OverlayInfo {
                 vni: self.config.vni,
                 vxlan_port: self.config.vxlan_port,
@@ -936,6 +941,7 @@ fn counters(stats: &PortStats) -> PortCounters {
         rx_bytes: snapshot.rx_bytes,
         tx_packets: snapshot.tx_packets,
         tx_bytes: snapshot.tx_bytes,
+        mac_evictions: snapshot.mac_evictions,
         drops: snapshot
             .drops
             .into_iter()

@@ -6,6 +6,12 @@
 //! channel and wakes the loop with a [`mio::Waker`]; the loop drains them between
 //! batches. So the data path never waits on the control socket or the store.
 //!
+//! A frame from a TAP without a segmentation offload that is larger than the pod MTU
+//! allows (the MTU, the Ethernet header and one VLAN tag) is dropped as
+//! [`DropReason::TooBig`] before the switch sees it: a pod that raises its own MTU gains
+//! nothing. A GSO super-frame is larger by design; its segments are checked where it is
+//! segmented.
+//!
 //! Readiness is edge-triggered. A port's queue is drained until `WouldBlock`, but at most
 //! [`BATCH`] frames per turn so one busy port cannot starve the others: a port cut short is
 //! kept on a ready list and served again on the next turn, with a zero poll timeout.
@@ -24,11 +30,14 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::control::proto::{ConnTableInfo, MacTableInfo, TablesInfo};
 use crate::mac::MacAddr;
 use crate::switch::{
-    Location, NewFlowPolicy, PortConfig, PortId, PortKind, PortStats, Switch, SwitchConfig, Verdict,
+    DropReason, Location, NewFlowPolicy, PortConfig, PortId, PortKind, PortStats, Switch,
+    SwitchConfig, Verdict,
 };
 use crate::sys::tap::{Tap, VNET_HDR_LEN};
+use crate::wire::virtio_net::{VirtioNetHdr, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_NONE};
 
 use super::overlay_port::OverlayPort;
 use super::underlay::NodeUnderlay;
@@ -52,6 +61,9 @@ const FRAME_BUF: usize = VNET_HDR_LEN + 14 + 4 + 65_535;
 
 /// Room for a reply the switch writes (an ARP reply is 42 bytes).
 const REPLY_BUF: usize = VNET_HDR_LEN + 128;
+
+/// What a frame may carry beyond the MTU: an Ethernet header and one 802.1Q tag.
+const ETHERNET_AND_TAG: usize = 14 + 4;
 
 /// What the control plane asks of the data path.
 pub enum DatapathCmd {
@@ -92,6 +104,8 @@ pub enum DatapathCmd {
     RemoveAddress(Ipv4Addr),
     /// A snapshot of the MAC table.
     Fdb(Sender<Vec<(MacAddr, Location, Duration)>>),
+    /// The sizes, bounds and eviction counters of the MAC and connection tables.
+    Tables(Sender<TablesInfo>),
     /// Stop the loop.
     Shutdown,
 }
@@ -109,17 +123,20 @@ pub struct DatapathHandle {
 pub struct DatapathGone;
 
 impl DatapathHandle {
-    /// Starts the data-path thread with an empty switch.
+    /// Starts the data-path thread with an empty switch, for pods with MTU `mtu`.
     ///
     /// # Errors
     /// When the poll instance or the thread cannot be created.
-    pub fn start(config: SwitchConfig) -> io::Result<DatapathHandle> {
+    pub fn start(config: SwitchConfig, mtu: u32) -> io::Result<DatapathHandle> {
+        let max_frame = usize::try_from(mtu)
+            .unwrap_or(usize::MAX)
+            .saturating_add(ETHERNET_AND_TAG);
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (commands, inbox) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("datapath".into())
-            .spawn(move || Datapath::new(poll, inbox, Switch::new(config)).run())?;
+            .spawn(move || Datapath::new(poll, inbox, Switch::new(config), max_frame).run())?;
         Ok(DatapathHandle {
             commands,
             waker,
@@ -181,12 +198,14 @@ struct Datapath {
     remote: HashMap<Ipv4Addr, (MacAddr, Ipv4Addr)>,
     /// Ports with frames still queued after a cut-short batch.
     ready: VecDeque<PortId>,
+    /// The largest frame without offload a TAP may hand us (pod MTU + 18).
+    max_frame: usize,
     frame: Vec<u8>,
     reply: Vec<u8>,
 }
 
 impl Datapath {
-    fn new(poll: Poll, inbox: Receiver<DatapathCmd>, switch: Switch) -> Self {
+    fn new(poll: Poll, inbox: Receiver<DatapathCmd>, switch: Switch, max_frame: usize) -> Self {
         Datapath {
             poll,
             inbox,
@@ -195,6 +214,7 @@ impl Datapath {
             overlay: None,
             remote: HashMap::new(),
             ready: VecDeque::new(),
+            max_frame,
             frame: vec![0; FRAME_BUF],
             reply: vec![0; REPLY_BUF],
         }
@@ -278,6 +298,9 @@ impl Datapath {
                 DatapathCmd::RemoveAddress(ip) => self.switch.remove_address(ip),
                 DatapathCmd::Fdb(reply) => {
                     let _ = reply.send(self.switch.fdb(Instant::now()));
+                }
+                DatapathCmd::Tables(reply) => {
+                    let _ = reply.send(tables(&self.switch));
                 }
                 DatapathCmd::Shutdown => return false,
             }
@@ -479,10 +502,16 @@ impl Datapath {
         };
         let Some(ethernet) = frame.get(VNET_HDR_LEN..) else {
             if let Some(Some(port)) = self.ports.get(usize::from(ingress)) {
-                port.stats.record_drop(crate::switch::DropReason::Malformed);
+                port.stats.record_drop(DropReason::Malformed);
             }
             return;
         };
+        if ethernet.len() > self.max_frame && !is_gso(frame) {
+            if let Some(Some(port)) = self.ports.get(usize::from(ingress)) {
+                port.stats.record_drop(DropReason::TooBig);
+            }
+            return;
+        }
         let Some(reply_body) = self.reply.get_mut(VNET_HDR_LEN..) else {
             return;
         };
@@ -524,6 +553,33 @@ impl Datapath {
     }
 }
 
+/// What `show` reports of the switch's tables.
+fn tables(switch: &Switch) -> TablesInfo {
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let macs = switch.mac_table();
+    let connections = switch.policy_gate().conntrack();
+    TablesInfo {
+        mac: MacTableInfo {
+            entries: count(macs.len()),
+            capacity: count(macs.capacity()),
+            per_port: count(macs.per_location_capacity()),
+            evictions: macs.evictions(),
+            port_evictions: macs.location_evictions(),
+        },
+        connections: ConnTableInfo {
+            entries: count(connections.len()),
+            capacity: count(connections.capacity()),
+            evictions: connections.evictions(),
+        },
+    }
+}
+
+/// True when the virtio-net header at the front of `frame` asks for segmentation.
+fn is_gso(frame: &[u8]) -> bool {
+    VirtioNetHdr::new_checked(frame)
+        .is_ok_and(|header| header.gso_type() & !VIRTIO_NET_HDR_GSO_ECN != VIRTIO_NET_HDR_GSO_NONE)
+}
+
 /// Writes one frame to a port, counting it as sent or dropped.
 fn send(ports: &[Option<Port>], egress: PortId, frame: &[u8]) {
     let Some(Some(port)) = ports.get(usize::from(egress)) else {
@@ -532,10 +588,10 @@ fn send(ports: &[Option<Port>], egress: PortId, frame: &[u8]) {
     let wire_len = u64::try_from(frame.len().saturating_sub(VNET_HDR_LEN)).unwrap_or(u64::MAX);
     match port.tap.write(frame) {
         Ok(_) => port.stats.record_tx(wire_len),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => port
-            .stats
-            .record_drop(crate::switch::DropReason::TxQueueFull),
-        Err(_) => port.stats.record_drop(crate::switch::DropReason::TxError),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            port.stats.record_drop(DropReason::TxQueueFull)
+        }
+        Err(_) => port.stats.record_drop(DropReason::TxError),
     }
 }
 

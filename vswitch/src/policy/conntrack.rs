@@ -9,7 +9,13 @@
 //!
 //! Invariants:
 //! - The table never holds more than `capacity` entries: inserting into a full table
-//!   first removes expired entries, then the least recently seen one, and counts it.
+//!   first removes expired entries and then, if that freed less than a batch (1/64 of the
+//!   capacity), the least recently seen ones up to about a batch, and counts them. One
+//!   pass over the table thus makes room for many connections, so a pod that keeps the
+//!   table full costs, on average, a few hundred entry visits per new connection, not a
+//!   scan of the table.
+//!   The least recently seen are found by a sample of the entries' ages: the batch is
+//!   approximate, but no entry kept is older than an entry evicted.
 //! - A lookup never returns an expired entry.
 //! - No allocation per packet once the table is warm: a lookup of a known flow only
 //!   updates its entry in place.
@@ -18,6 +24,12 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+
+/// A full table makes room for `capacity / EVICTION_BATCH` connections at once.
+const EVICTION_BATCH: usize = 64;
+
+/// How many entries' ages are sampled to find the age of the batch's youngest.
+const AGE_SAMPLE: usize = 1024;
 
 /// IP protocol numbers the table knows about.
 pub mod proto {
@@ -163,6 +175,8 @@ pub struct ConnTrack {
     config: ConnTrackConfig,
     entries: HashMap<Key, Entry>,
     evictions: u64,
+    /// Room for the age sample, allocated once.
+    ages: Vec<Instant>,
 }
 
 impl ConnTrack {
@@ -172,6 +186,7 @@ impl ConnTrack {
             config,
             entries: HashMap::with_capacity(config.capacity.min(1 << 16)),
             evictions: 0,
+            ages: Vec::with_capacity(AGE_SAMPLE),
         }
     }
 
@@ -183,6 +198,11 @@ impl ConnTrack {
     /// True when the table holds nothing.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The most entries held at once.
+    pub fn capacity(&self) -> usize {
+        self.config.capacity
     }
 
     /// Entries removed to make room for new ones.
@@ -225,13 +245,12 @@ impl ConnTrack {
     }
 
     /// Records that policy allowed `flow` to open a connection at `now`. A full table
-    /// first drops expired entries, then its least recently seen one.
+    /// first drops expired entries, then its least recently seen ones (see the module
+    /// docs).
     pub fn open(&mut self, now: Instant, flow: Flow) {
         let (key, forward) = flow.key();
         if !self.entries.contains_key(&key) && self.entries.len() >= self.config.capacity {
-            if self.expire(now) == 0 {
-                self.evict_oldest();
-            }
+            self.make_room(now);
             if self.entries.len() >= self.config.capacity {
                 return;
             }
@@ -269,16 +288,51 @@ impl ConnTrack {
         self.entries.clear();
     }
 
-    fn evict_oldest(&mut self) {
-        let oldest = self
-            .entries
-            .iter()
-            .min_by_key(|(_, entry)| entry.last_seen)
-            .map(|(key, _)| *key);
-        if let Some(key) = oldest {
-            self.entries.remove(&key);
-            self.evictions += 1;
+    /// Frees about a batch of places in a full table: the expired entries, then as many
+    /// of the least recently seen as the batch still wants.
+    fn make_room(&mut self, now: Instant) {
+        let batch = (self.config.capacity / EVICTION_BATCH).max(1);
+        let expired = self.expire(now);
+        if expired >= batch {
+            return;
         }
+        let len = self.entries.len();
+        if len == 0 {
+            return;
+        }
+        let want = batch - expired;
+        // Every `stride`-th entry's age: the map's order has nothing to do with age, so
+        // this is a fair sample (the whole table when it is small).
+        let stride = len.div_ceil(AGE_SAMPLE).max(1);
+        self.ages.clear();
+        self.ages.extend(
+            self.entries
+                .values()
+                .step_by(stride)
+                .take(AGE_SAMPLE)
+                .map(|entry| entry.last_seen),
+        );
+        self.ages.sort_unstable();
+        // The sampled age below which about `want` of `len` entries lie.
+        let rank = (want.saturating_mul(self.ages.len()).div_ceil(len)).max(1);
+        let Some(&threshold) = self.ages.get(rank - 1) else {
+            return;
+        };
+        let before = self.entries.len();
+        // Entries as old as the threshold go only up to `want`: a table whose entries
+        // all share one age loses a batch, not everything.
+        let mut ties = 0;
+        self.entries.retain(|_, entry| {
+            if entry.last_seen == threshold && ties < want {
+                ties += 1;
+                return false;
+            }
+            entry.last_seen >= threshold
+        });
+        let evicted = before - self.entries.len();
+        self.evictions = self
+            .evictions
+            .saturating_add(u64::try_from(evicted).unwrap_or(u64::MAX));
     }
 
     fn timeout(&self, protocol: u8, state: State) -> Duration {
@@ -429,6 +483,56 @@ mod tests {
         table.open(much_later, flow(A, 200, B, 80, proto::UDP, 0));
         assert_eq!(table.evictions(), 1);
         assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn a_full_table_makes_room_for_a_batch_at_once() {
+        let config = ConnTrackConfig {
+            capacity: 64 * 200,
+            ..ConnTrackConfig::default()
+        };
+        let mut table = ConnTrack::new(config);
+        let t0 = Instant::now();
+        let mut opened = Vec::new();
+        for n in 0..config.capacity {
+            let n = u32::try_from(n).unwrap();
+            let [_, _, hi, lo] = n.to_be_bytes();
+            let f = flow(A, u16::from_be_bytes([hi, lo]), B, 80, proto::UDP, 0);
+            table.open(t0 + Duration::from_millis(u64::from(n)), f);
+            opened.push(f);
+        }
+        assert_eq!(table.len(), config.capacity);
+        let now = t0 + Duration::from_secs(20);
+        table.open(now, flow(B, 9, A, 9, proto::UDP, 0));
+        // About a batch (200) went, in one pass, the oldest first.
+        let evicted = usize::try_from(table.evictions()).unwrap();
+        assert!((100..=400).contains(&evicted), "{evicted} evicted");
+        assert_eq!(table.len(), config.capacity - evicted + 1);
+        for (i, f) in opened.iter().enumerate() {
+            assert_eq!(table.contains(now, *f), i >= evicted, "flow {i}");
+        }
+        // The next connections need no eviction until the room is used up.
+        for port in 0..u16::try_from(evicted - 1).unwrap() {
+            table.open(now, flow(B, 10_000 + port, A, 9, proto::UDP, 0));
+        }
+        assert_eq!(usize::try_from(table.evictions()).unwrap(), evicted);
+        assert_eq!(table.len(), config.capacity);
+    }
+
+    #[test]
+    fn entries_of_one_age_lose_a_batch_not_everything() {
+        let config = ConnTrackConfig {
+            capacity: 64 * 50,
+            ..ConnTrackConfig::default()
+        };
+        let mut table = ConnTrack::new(config);
+        let t0 = Instant::now();
+        for port in 0..u16::try_from(config.capacity).unwrap() {
+            table.open(t0, flow(A, port, B, 80, proto::UDP, 0));
+        }
+        table.open(t0, flow(B, 1, A, 1, proto::UDP, 0));
+        assert_eq!(table.evictions(), 50);
+        assert_eq!(table.len(), config.capacity - 50 + 1);
     }
 
     #[test]

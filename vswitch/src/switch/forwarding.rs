@@ -11,14 +11,17 @@
 //! 3. Source MAC is a group address or zero: drop, [`DropReason::InvalidSource`].
 //! 4. Port security (see [`PortConfig`]): drop, [`DropReason::PortSecurity`].
 //! 5. Learn the source MAC at the ingress location. If the MAC is pinned to another port
-//!    (a port-security pod's own MAC), drop, [`DropReason::MacConflict`].
+//!    (a port-security pod's own MAC), drop, [`DropReason::MacConflict`]. A location
+//!    holding [`SwitchConfig::mac_per_port`] learned MACs already loses its least
+//!    recently seen one, counted in the ingress port's `mac_evictions`.
 //! 6. An untagged ARP request for an address set with [`Switch::set_address`] is answered
 //!    ([`Verdict::Reply`]), except when the requester asks for itself (gratuitous ARP,
 //!    RFC 5227 probe: target IP = sender IP, or the owner MAC is the requester's) or when
 //!    the owner lives behind the ingress location itself; those go on to step 7.
 //! 7. Group destination, or unicast destination not in the MAC table (or aged): flood
 //!    ([`Verdict::Flood`]), or drop ([`DropReason::NoPeers`]) when the switch has no
-//!    other port.
+//!    other port, or ([`DropReason::FloodRate`]) when the ingress location (the port,
+//!    or for a frame from the overlay its VTEP) is over [`SwitchConfig::flood_rate`].
 //! 8. Destination behind the ingress location (or, for a frame from the overlay, behind
 //!    any VTEP: split horizon): drop, [`DropReason::Hairpin`]. Otherwise
 //!    [`Verdict::Unicast`].
@@ -37,6 +40,7 @@ use crate::mac::MacAddr;
 use crate::wire::{classify, ArpInfo, FrameInfo, L3Info, ARP_OP_REQUEST};
 
 use super::arp::write_arp_reply;
+use super::flood_limit::{FloodBucket, FloodRate};
 use super::mac_table::{Learned, Location, MacTable};
 use super::policy_gate::{NewFlowPolicy, PolicyGate};
 use super::port::{Port, PortConfig, PortId, PortKind};
@@ -47,25 +51,47 @@ use super::stats::{DropReason, PortStats};
 pub struct SwitchConfig {
     /// The most MAC table entries; beyond, the least recently seen is evicted.
     pub mac_capacity: usize,
+    /// The most MACs learned at one location (a local port, or one remote VTEP); beyond,
+    /// that location's least recently seen is evicted. Pinned entries do not count.
+    pub mac_per_port: usize,
     /// How long a learned MAC lives without traffic.
     pub aging: Duration,
+    /// How fast one location may have frames flooded.
+    pub flood_rate: FloodRate,
 }
 
 impl SwitchConfig {
     /// Default [`SwitchConfig::mac_capacity`].
     pub const DEFAULT_MAC_CAPACITY: usize = 8192;
+    /// Default [`SwitchConfig::mac_per_port`]: four times the stations of a /24 node
+    /// subnet behind one VTEP, an eighth of the table.
+    pub const DEFAULT_MAC_PER_PORT: usize = 1024;
     /// Default [`SwitchConfig::aging`]: 300 s, as IEEE 802.1D recommends.
     pub const DEFAULT_AGING: Duration = Duration::from_secs(300);
+    /// Default [`SwitchConfig::flood_rate`]: 1000 frames a second, 200 at once. The switch
+    /// answers ARP for every address the cluster knows, so pods flood little: ARP for
+    /// strangers, unknown unicast until a stranger is learned, broadcast discovery.
+    pub const DEFAULT_FLOOD_RATE: FloodRate = FloodRate {
+        per_second: 1000,
+        burst: 200,
+    };
 }
 
 impl Default for SwitchConfig {
     fn default() -> Self {
         SwitchConfig {
             mac_capacity: Self::DEFAULT_MAC_CAPACITY,
+            mac_per_port: Self::DEFAULT_MAC_PER_PORT,
             aging: Self::DEFAULT_AGING,
+            flood_rate: Self::DEFAULT_FLOOD_RATE,
         }
     }
 }
+
+/// The most remote VTEPs with a flood bucket of their own; VTEPs beyond share one. The
+/// overlay port admits datagrams only from cluster nodes, so this is never reached in a
+/// cluster of a sane size; it bounds the memory whatever the caller does.
+const MAX_VTEP_BUCKETS: usize = 4096;
 
 /// What to do with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +121,10 @@ pub struct Switch {
     addresses: HashMap<Ipv4Addr, MacAddr>,
     gate: PolicyGate,
     unknown_port_drops: u64,
+    /// The flood buckets of remote VTEPs (those of local ports are in [`Port`]).
+    vtep_buckets: HashMap<Ipv4Addr, FloodBucket>,
+    /// The bucket VTEPs share once [`MAX_VTEP_BUCKETS`] have one.
+    shared_vtep_bucket: FloodBucket,
 }
 
 impl Switch {
@@ -103,10 +133,16 @@ impl Switch {
         Switch {
             config,
             ports: BTreeMap::new(),
-            macs: MacTable::new(config.mac_capacity, config.aging),
+            macs: MacTable::with_location_bound(
+                config.mac_capacity,
+                config.mac_per_port,
+                config.aging,
+            ),
             addresses: HashMap::new(),
             gate: PolicyGate::default(),
             unknown_port_drops: 0,
+            vtep_buckets: HashMap::new(),
+            shared_vtep_bucket: FloodBucket::new(),
         }
     }
 
@@ -119,7 +155,12 @@ impl Switch {
     /// was learned on it. A Pod port with port security has its own MAC pinned to it: the
     /// entry never ages, and frames from that MAC on any other port are dropped.
     pub fn add_port(&mut self, id: PortId, config: PortConfig, stats: Arc<PortStats>) {
-        if self.ports.insert(id, Port { config, stats }).is_some() {
+        let port = Port {
+            config,
+            stats,
+            flood: FloodBucket::new(),
+        };
+        if self.ports.insert(id, port).is_some() {
             self.macs.remove_port(id);
         }
         if config.enforces_security() && config.mac.is_unicast() {
@@ -231,6 +272,7 @@ impl Switch {
 
     /// Forgets every MAC learned behind remote VTEP `vtep` (a node left); returns how many.
     pub fn forget_vtep(&mut self, vtep: Ipv4Addr) -> usize {
+        self.vtep_buckets.remove(&vtep);
         self.macs.remove_location(Location::Vtep(vtep))
     }
 
@@ -314,7 +356,14 @@ impl Switch {
         if !config.admits(&info) {
             return Verdict::Drop(DropReason::PortSecurity);
         }
-        if let Learned::Conflict { .. } = self.macs.learn(info.src, from, now) {
+        let evictions = self.macs.location_evictions();
+        let learned = self.macs.learn(info.src, from, now);
+        if self.macs.location_evictions() != evictions {
+            if let Some(port) = self.ports.get(&ingress) {
+                port.stats.record_mac_eviction();
+            }
+        }
+        if let Learned::Conflict { .. } = learned {
             return Verdict::Drop(DropReason::MacConflict);
         }
         if let L3Info::Arp(arp) = info.l3 {
@@ -337,7 +386,7 @@ impl Switch {
                     }
                 }
             }
-            return self.flood();
+            return self.flood(now, ingress, from);
         }
         let to = self.macs.lookup(info.dst, now);
         if to.is_some_and(|to| is_hairpin(to, ingress, from)) {
@@ -350,7 +399,7 @@ impl Switch {
         }
         match to {
             Some(to) => Verdict::Unicast(to),
-            None => self.flood(),
+            None => self.flood(now, ingress, from),
         }
     }
 
@@ -375,11 +424,31 @@ impl Switch {
         self.gate.admits(now, ip, from == PortKind::Pod, to_pod)
     }
 
-    fn flood(&self) -> Verdict {
-        if self.ports.len() > 1 {
+    /// Floods a frame from `from` (on port `ingress`), if there is anywhere to flood it
+    /// and the ingress location is within its flood rate.
+    fn flood(&mut self, now: Instant, ingress: PortId, from: Location) -> Verdict {
+        if self.ports.len() <= 1 {
+            return Verdict::Drop(DropReason::NoPeers);
+        }
+        let rate = self.config.flood_rate;
+        let admitted = match from {
+            Location::Port(_) => self
+                .ports
+                .get_mut(&ingress)
+                .is_none_or(|port| port.flood.admit(rate, now)),
+            Location::Vtep(vtep) => {
+                let room = self.vtep_buckets.len() < MAX_VTEP_BUCKETS;
+                match self.vtep_buckets.get_mut(&vtep) {
+                    Some(bucket) => bucket.admit(rate, now),
+                    None if room => self.vtep_buckets.entry(vtep).or_default().admit(rate, now),
+                    None => self.shared_vtep_bucket.admit(rate, now),
+                }
+            }
+        };
+        if admitted {
             Verdict::Flood
         } else {
-            Verdict::Drop(DropReason::NoPeers)
+            Verdict::Drop(DropReason::FloodRate)
         }
     }
 

@@ -5,18 +5,27 @@
 //! the learned slots are threaded on a doubly linked list in the order they were last
 //! seen, least recent first. That list makes every per-packet operation O(1): a refresh
 //! moves the slot to the tail, a new MAC in a full table evicts the head, and [`age`]
-//! pops expired slots off the head until it meets a live one.
+//! pops expired slots off the head until it meets a live one. Each learned slot is also
+//! on a second list of the same kind, one per [`Location`], so the least recently seen
+//! entry of one location is found in O(1) too.
 //!
 //! Invariants:
 //! - At most `capacity` entries. Learning a new MAC into a full table evicts the least
 //!   recently seen learned entry and counts it in [`MacTable::evictions`].
+//! - At most `per_location` learned entries at one location (a local port or a remote
+//!   VTEP). Learning one more there evicts the least recently seen learned entry *of that
+//!   location* and counts it in [`MacTable::location_evictions`]: a station that floods
+//!   source MACs churns only its own entries, never those of the other ports.
 //! - Pinned entries (a port-security pod's own MAC) never age, never move, and are never
 //!   evicted; only [`MacTable::remove_location`] / [`MacTable::remove`] take them out.
 //! - A learned entry idle for longer than `aging` is a miss for [`MacTable::lookup`], even
 //!   before [`age`] removes it.
-//! - Refreshing or moving an existing entry does not allocate. The slab and the map are
-//!   sized for `capacity` up front (up to [`PREALLOCATED_ENTRIES`]), so learning new MACs
-//!   does not allocate either until the table has been that large.
+//! - Refreshing an existing entry does not allocate. The slab and the map are sized for
+//!   `capacity` up front (up to [`PREALLOCATED_ENTRIES`]), so learning new MACs does not
+//!   allocate either until the table has been that large, except for the first learned
+//!   entry of a location (a port or VTEP), which adds that location's list header; a
+//!   location's header goes with its last learned entry, so there are never more than
+//!   `capacity` of them.
 //! - The list order is the order of `learn` calls. With one caller whose `now` never goes
 //!   back (one worker) it is also the order of `last_seen`, which [`age`] relies on to stop
 //!   early; out-of-order instants only delay removal (lookups still miss on time).
@@ -103,12 +112,28 @@ struct Slot {
     prev: usize,
     /// Next slot on the LRU list, or on the free list for a free slot.
     next: usize,
+    /// Previous slot on its location's LRU list (learned slots only).
+    loc_prev: usize,
+    /// Next slot on its location's LRU list (learned slots only).
+    loc_next: usize,
+}
+
+/// The learned entries of one location, as an LRU list.
+#[derive(Debug, Clone, Copy)]
+struct Chain {
+    /// Least recently seen.
+    head: usize,
+    /// Most recently seen.
+    tail: usize,
+    /// How many.
+    len: usize,
 }
 
 /// A bounded MAC-learning table with least-recently-seen eviction. See the module docs.
 #[derive(Debug, Clone)]
 pub struct MacTable {
     capacity: usize,
+    per_location: usize,
     aging: Duration,
     index: HashMap<MacAddr, usize>,
     slots: Vec<Slot>,
@@ -119,15 +144,26 @@ pub struct MacTable {
     /// First free slot, chained through `next`.
     free: usize,
     evictions: u64,
+    /// The per-location LRU lists; a location without learned entries has none.
+    chains: HashMap<Location, Chain>,
+    location_evictions: u64,
 }
 
 impl MacTable {
     /// An empty table holding at most `capacity` entries whose learned entries expire
-    /// after `aging` without traffic.
+    /// after `aging` without traffic, with no bound per location.
     pub fn new(capacity: usize, aging: Duration) -> MacTable {
+        MacTable::with_location_bound(capacity, usize::MAX, aging)
+    }
+
+    /// An empty table holding at most `capacity` entries, and at most `per_location`
+    /// learned ones at any one location, whose learned entries expire after `aging`
+    /// without traffic.
+    pub fn with_location_bound(capacity: usize, per_location: usize, aging: Duration) -> MacTable {
         let prealloc = capacity.min(PREALLOCATED_ENTRIES);
         MacTable {
             capacity,
+            per_location,
             aging,
             index: HashMap::with_capacity(prealloc),
             slots: Vec::with_capacity(prealloc),
@@ -135,7 +171,24 @@ impl MacTable {
             tail: NIL,
             free: NIL,
             evictions: 0,
+            chains: HashMap::new(),
+            location_evictions: 0,
         }
+    }
+
+    /// The most learned entries at one location.
+    pub fn per_location_capacity(&self) -> usize {
+        self.per_location
+    }
+
+    /// How many entries were evicted because their location had reached its bound.
+    pub fn location_evictions(&self) -> u64 {
+        self.location_evictions
+    }
+
+    /// The number of learned (not pinned) entries at `location`.
+    pub fn learned_at(&self, location: Location) -> usize {
+        self.chains.get(&location).map_or(0, |chain| chain.len)
     }
 
     /// The most entries the table holds.
@@ -164,7 +217,9 @@ impl MacTable {
     }
 
     /// Records that `mac` was seen at `location` at `now`: refreshes, moves or adds its
-    /// entry, evicting the least recently seen one when the table is full.
+    /// entry. A new entry at a location that holds `per_location` learned entries already
+    /// evicts that location's least recently seen one; otherwise, in a full table, the
+    /// least recently seen entry of all goes.
     pub fn learn(&mut self, mac: MacAddr, location: Location, now: Instant) -> Learned {
         if let Some(&i) = self.index.get(&mac) {
             let Some(slot) = self.slots.get_mut(i) else {
@@ -181,25 +236,34 @@ impl MacTable {
                 slot.last_seen = Some(now);
                 return Learned::Refreshed;
             }
-            let previous = slot.location;
-            slot.location = location;
             slot.last_seen = Some(now);
-            if self.tail != i {
-                self.unlink(i);
-                self.push_tail(i);
+            let previous = slot.location;
+            if previous == location {
+                self.touch(i);
+                return Learned::Refreshed;
             }
-            return if previous == location {
-                Learned::Refreshed
-            } else {
-                Learned::Moved { from: previous }
-            };
+            if self.learned_at(location) >= self.per_location && !self.evict_at(location) {
+                // A bound of zero: the station cannot live here; forget where it was.
+                self.remove_slot(i, mac);
+                return Learned::Full;
+            }
+            self.unlink(i);
+            if let Some(slot) = self.slots.get_mut(i) {
+                slot.location = location;
+            }
+            self.link(i);
+            return Learned::Moved { from: previous };
         }
-        if self.index.len() >= self.capacity && !self.evict_lru() {
+        if self.learned_at(location) >= self.per_location {
+            if !self.evict_at(location) {
+                return Learned::Full;
+            }
+        } else if self.index.len() >= self.capacity && !self.evict_lru() {
             return Learned::Full;
         }
         let i = self.alloc(mac, location, Some(now), false);
         self.index.insert(mac, i);
-        self.push_tail(i);
+        self.link(i);
         Learned::New
     }
 
@@ -320,6 +384,20 @@ impl MacTable {
         true
     }
 
+    /// Evicts the least recently seen learned entry at `location`; false when there is
+    /// none.
+    fn evict_at(&mut self, location: Location) -> bool {
+        let Some(head) = self.chains.get(&location).map(|chain| chain.head) else {
+            return false;
+        };
+        let Some(mac) = self.slots.get(head).map(|slot| slot.mac) else {
+            return false;
+        };
+        self.remove_slot(head, mac);
+        self.location_evictions = self.location_evictions.saturating_add(1);
+        true
+    }
+
     /// Takes a slot off the free list, or grows the slab.
     fn alloc(
         &mut self,
@@ -335,6 +413,8 @@ impl MacTable {
             pinned,
             prev: NIL,
             next: NIL,
+            loc_prev: NIL,
+            loc_next: NIL,
         };
         let i = self.free;
         if let Some(slot) = self.slots.get_mut(i) {
@@ -347,7 +427,7 @@ impl MacTable {
         }
     }
 
-    /// Removes slot `i`, which holds `mac`, from the map and the LRU list, and frees it.
+    /// Removes slot `i`, which holds `mac`, from the map and the LRU lists, and frees it.
     fn remove_slot(&mut self, i: usize, mac: MacAddr) {
         self.index.remove(&mac);
         if self.slots.get(i).is_some_and(|slot| !slot.pinned) {
@@ -362,8 +442,39 @@ impl MacTable {
         }
     }
 
-    /// Takes learned slot `i` off the LRU list.
+    /// Puts learned slot `i` at the most-recent end of both its lists.
+    fn link(&mut self, i: usize) {
+        self.push_tail(i);
+        self.push_location_tail(i);
+    }
+
+    /// Takes learned slot `i` off both its lists.
     fn unlink(&mut self, i: usize) {
+        self.unlink_global(i);
+        self.unlink_location(i);
+    }
+
+    /// Moves learned slot `i` to the most-recent end of both its lists (a refresh).
+    fn touch(&mut self, i: usize) {
+        if self.tail != i {
+            self.unlink_global(i);
+            self.push_tail(i);
+        }
+        let Some(location) = self.slots.get(i).map(|slot| slot.location) else {
+            return;
+        };
+        if self
+            .chains
+            .get(&location)
+            .is_some_and(|chain| chain.tail != i)
+        {
+            self.unlink_location(i);
+            self.push_location_tail(i);
+        }
+    }
+
+    /// Takes learned slot `i` off the global LRU list.
+    fn unlink_global(&mut self, i: usize) {
         let Some(&Slot { prev, next, .. }) = self.slots.get(i) else {
             return;
         };
@@ -381,7 +492,7 @@ impl MacTable {
         }
     }
 
-    /// Puts slot `i` at the most-recent end of the LRU list.
+    /// Puts slot `i` at the most-recent end of the global LRU list.
     fn push_tail(&mut self, i: usize) {
         let old_tail = self.tail;
         let Some(slot) = self.slots.get_mut(i) else {
@@ -394,6 +505,63 @@ impl MacTable {
             None => self.head = i,
         }
         self.tail = i;
+    }
+
+    /// Takes learned slot `i` off its location's list; a list left empty is dropped.
+    fn unlink_location(&mut self, i: usize) {
+        let Some(&Slot {
+            location,
+            loc_prev,
+            loc_next,
+            ..
+        }) = self.slots.get(i)
+        else {
+            return;
+        };
+        let Some(chain) = self.chains.get_mut(&location) else {
+            return;
+        };
+        match self.slots.get_mut(loc_prev) {
+            Some(before) => before.loc_next = loc_next,
+            None => chain.head = loc_next,
+        }
+        match self.slots.get_mut(loc_next) {
+            Some(after) => after.loc_prev = loc_prev,
+            None => chain.tail = loc_prev,
+        }
+        chain.len = chain.len.saturating_sub(1);
+        if chain.len == 0 {
+            self.chains.remove(&location);
+        }
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.loc_prev = NIL;
+            slot.loc_next = NIL;
+        }
+    }
+
+    /// Puts slot `i` at the most-recent end of its location's list.
+    fn push_location_tail(&mut self, i: usize) {
+        let Some(location) = self.slots.get(i).map(|slot| slot.location) else {
+            return;
+        };
+        let chain = self.chains.entry(location).or_insert(Chain {
+            head: NIL,
+            tail: NIL,
+            len: 0,
+        });
+        let old_tail = chain.tail;
+        chain.tail = i;
+        chain.len = chain.len.saturating_add(1);
+        if old_tail == NIL {
+            chain.head = i;
+        }
+        if let Some(last) = self.slots.get_mut(old_tail) {
+            last.loc_next = i;
+        }
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.loc_prev = old_tail;
+            slot.loc_next = NIL;
+        }
     }
 }
 
@@ -428,6 +596,34 @@ mod tests {
         assert_eq!(table.tail, prev);
         let learned = table.entries().filter(|e| !e.pinned).count();
         assert_eq!(forward.len(), learned);
+        // Every location's list holds exactly the learned entries there, in the global
+        // list's order.
+        let mut chained = 0;
+        for (&location, chain) in &table.chains {
+            let mut walked = Vec::new();
+            let mut i = chain.head;
+            let mut prev = NIL;
+            while let Some(slot) = table.slots.get(i) {
+                assert_eq!(slot.loc_prev, prev);
+                assert_eq!(slot.location, location);
+                assert!(!slot.pinned);
+                walked.push(i);
+                prev = i;
+                i = slot.loc_next;
+            }
+            assert_eq!(chain.tail, prev);
+            assert_eq!(chain.len, walked.len());
+            assert!(chain.len > 0, "an empty chain is kept for {location}");
+            assert!(chain.len <= table.per_location);
+            let in_order: Vec<usize> = forward
+                .iter()
+                .copied()
+                .filter(|&i| table.slots.get(i).is_some_and(|s| s.location == location))
+                .collect();
+            assert_eq!(walked, in_order, "{location}");
+            chained += walked.len();
+        }
+        assert_eq!(chained, learned);
     }
 
     #[test]
@@ -569,6 +765,105 @@ mod tests {
         assert!(table.entries().all(|e| e.location == Location::Port(0)));
         check_list(&table);
         assert_eq!(table.remove_port(1), 0);
+    }
+
+    #[test]
+    fn a_location_at_its_bound_evicts_its_own_oldest_entry() {
+        let t0 = Instant::now();
+        let mut table = MacTable::with_location_bound(64, 4, AGING);
+        let victim = Location::Port(1);
+        let flooder = Location::Port(2);
+        table.learn(mac(1), victim, t0);
+        table.learn(mac(2), victim, secs(t0, 1));
+        assert!(table.pin(mac(3), flooder));
+        for n in 100..110 {
+            table.learn(mac(n), flooder, secs(t0, 2 + u64::from(n)));
+            check_list(&table);
+        }
+        // The flooder keeps its 4 most recent learned MACs (and its pinned one); the
+        // victim's entries, older than all of them, stay.
+        assert_eq!(table.learned_at(flooder), 4);
+        assert_eq!(table.location_evictions(), 6);
+        assert_eq!(table.evictions(), 0);
+        for n in 106..110 {
+            assert_eq!(table.lookup(mac(n), secs(t0, 200)), Some(flooder), "{n}");
+        }
+        assert_eq!(table.lookup(mac(105), secs(t0, 200)), None);
+        assert_eq!(table.lookup(mac(3), secs(t0, 200)), Some(flooder));
+        assert_eq!(table.lookup(mac(1), secs(t0, 200)), Some(victim));
+        assert_eq!(table.lookup(mac(2), secs(t0, 200)), Some(victim));
+
+        // A refresh makes an entry the most recent of its location too.
+        table.learn(mac(106), flooder, secs(t0, 300));
+        table.learn(mac(200), flooder, secs(t0, 301));
+        assert_eq!(table.lookup(mac(106), secs(t0, 301)), Some(flooder));
+        assert_eq!(table.lookup(mac(107), secs(t0, 301)), None);
+        check_list(&table);
+
+        // A station moving onto a full location evicts that location's oldest, and
+        // frees a place where it was.
+        table.learn(mac(1), flooder, secs(t0, 302));
+        assert_eq!(table.learned_at(victim), 1);
+        assert_eq!(table.learned_at(flooder), 4);
+        assert_eq!(table.lookup(mac(108), secs(t0, 302)), None);
+        check_list(&table);
+
+        // Aging and removal keep the per-location lists right.
+        assert_eq!(table.age(secs(t0, 302 + 301)), 5);
+        assert_eq!(table.learned_at(flooder), 0);
+        assert_eq!(table.learned_at(victim), 0);
+        assert!(table.chains.is_empty());
+        check_list(&table);
+    }
+
+    #[test]
+    fn location_bounds_hold_under_random_churn() {
+        let t0 = Instant::now();
+        let mut table = MacTable::with_location_bound(32, 8, AGING);
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for step in 0..5_000u64 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let n = u16::try_from(seed % 200).unwrap_or(0);
+            let location = Location::Port(u16::try_from((seed >> 32) % 6).unwrap_or(0));
+            let now = secs(t0, step / 10);
+            match (seed >> 40) % 20 {
+                0 => {
+                    table.remove(mac(n));
+                }
+                1 => {
+                    table.age(now);
+                }
+                2 => {
+                    table.pin(mac(n), location);
+                }
+                3 => {
+                    table.remove_location(location);
+                }
+                _ => {
+                    table.learn(mac(n), location, now);
+                }
+            }
+            assert!(table.len() <= 32);
+            for port in 0..6 {
+                assert!(table.learned_at(Location::Port(port)) <= 8);
+            }
+            if step % 50 == 0 {
+                check_list(&table);
+            }
+        }
+        check_list(&table);
+    }
+
+    #[test]
+    fn zero_location_bound_learns_nothing() {
+        let t0 = Instant::now();
+        let mut table = MacTable::with_location_bound(16, 0, AGING);
+        assert_eq!(table.learn(mac(1), Location::Port(1), t0), Learned::Full);
+        assert!(table.pin(mac(2), Location::Port(1)));
+        assert!(table.lookup(mac(1), t0).is_none());
+        check_list(&table);
     }
 
     #[test]

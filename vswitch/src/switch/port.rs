@@ -7,10 +7,13 @@
 //! - if it is ARP, the sender MAC is the port's `mac` and, when the port has an `ip`, the
 //!   sender IP is that `ip` or 0.0.0.0 (an RFC 5227 probe);
 //! - if it is IPv4 and the port has an `ip`, the source is that `ip` or 0.0.0.0 (DHCP-like
-//!   probes before the address is configured).
+//!   probes before the address is configured);
+//! - it is ARP, IPv4 or IPv6 (untagged or behind one 802.1Q tag): a pod has no business
+//!   with other ethertypes, and a frame the switch cannot read (a second VLAN tag, say)
+//!   is one NetworkPolicy could not judge.
 //!
-//! IPv6 and other ethertypes are checked on the source MAC only. A port without an `ip`
-//! is checked on MACs only. Host and Overlay ports are trusted and never checked.
+//! IPv6 is checked on the source MAC only. A port without an `ip` is checked on MACs
+//! only. Host and Overlay ports are trusted and never checked.
 #![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
@@ -71,7 +74,8 @@ impl PortConfig {
         match frame.l3 {
             L3Info::Arp(arp) => arp.sender_mac == self.mac && ip_ok(arp.sender_ip),
             L3Info::Ipv4 { src, .. } => ip_ok(src),
-            L3Info::Ipv6 { .. } | L3Info::Other(_) => true,
+            L3Info::Ipv6 { .. } => true,
+            L3Info::Other(_) => false,
         }
     }
 }
@@ -81,4 +85,6 @@ impl PortConfig {
 pub(super) struct Port {
     pub(super) config: PortConfig,
     pub(super) stats: Arc<PortStats>,
+    /// The port's flood rate limiter.
+    pub(super) flood: super::flood_limit::FloodBucket,
 }

@@ -53,6 +53,9 @@ pub enum DropReason {
     /// NetworkPolicy does not allow this new connection (the sender's egress or the
     /// receiver's ingress).
     PolicyDenied,
+    /// The frame had to be flooded, but its ingress port (or, from the overlay, its VTEP)
+    /// is over its flood rate limit.
+    FloodRate,
     /// The AF_XDP underlay does not know the next hop's MAC for the remote VTEP yet; it
     /// has asked the kernel to resolve it. Counted by the caller on the overlay port.
     NoNeighbour,
@@ -64,7 +67,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// The number of reasons.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -83,6 +86,7 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::BadOffload,
         DropReason::PolicyDenied,
+        DropReason::FloodRate,
         DropReason::NoNeighbour,
         DropReason::UnderlayRxDropped,
     ];
@@ -105,6 +109,7 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::BadOffload => "bad_offload",
             DropReason::PolicyDenied => "policy_denied",
+            DropReason::FloodRate => "flood_rate",
             DropReason::NoNeighbour => "no_neighbour",
             DropReason::UnderlayRxDropped => "underlay_rx_dropped",
         }
@@ -128,8 +133,9 @@ impl DropReason {
             DropReason::TooBig => 12,
             DropReason::BadOffload => 13,
             DropReason::PolicyDenied => 14,
-            DropReason::NoNeighbour => 15,
-            DropReason::UnderlayRxDropped => 16,
+            DropReason::FloodRate => 15,
+            DropReason::NoNeighbour => 16,
+            DropReason::UnderlayRxDropped => 17,
         }
     }
 }
@@ -148,6 +154,7 @@ pub struct PortStats {
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
     arp_replies: AtomicU64,
+    mac_evictions: AtomicU64,
     drops: [AtomicU64; DropReason::COUNT],
 }
 
@@ -174,6 +181,12 @@ impl PortStats {
     /// Counts one ARP request received on the port that the switch answered itself.
     pub fn record_arp_reply(&self) {
         self.arp_replies.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one MAC table entry learned on this port (or, on the overlay port, behind
+    /// one of its VTEPs) evicted because the port had reached its bound of learned MACs.
+    pub fn record_mac_eviction(&self) {
+        self.mac_evictions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one frame dropped for `reason`.
@@ -206,6 +219,7 @@ impl PortStats {
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
             tx_bytes: self.tx_bytes.load(Ordering::Relaxed),
             arp_replies: self.arp_replies.load(Ordering::Relaxed),
+            mac_evictions: self.mac_evictions.load(Ordering::Relaxed),
             drops: DropReason::ALL.map(|reason| (reason.as_str(), self.drops(reason))),
         }
     }
@@ -224,6 +238,8 @@ pub struct PortStatsSnapshot {
     pub tx_bytes: u64,
     /// ARP requests the switch answered itself.
     pub arp_replies: u64,
+    /// MACs learned on the port evicted because the port reached its bound.
+    pub mac_evictions: u64,
     /// Drops as `(label, count)` for every reason, in [`DropReason::ALL`] order (the label
     /// is [`DropReason::as_str`]).
     pub drops: [(&'static str, u64); DropReason::COUNT],
@@ -237,6 +253,7 @@ impl Default for PortStatsSnapshot {
             tx_packets: 0,
             tx_bytes: 0,
             arp_replies: 0,
+            mac_evictions: 0,
             drops: DropReason::ALL.map(|reason| (reason.as_str(), 0)),
         }
     }
@@ -281,6 +298,7 @@ mod tests {
         stats.record_drop(DropReason::TxQueueFull);
         stats.record_tx(42);
         stats.record_arp_reply();
+        stats.record_mac_eviction();
         stats.record_drop(DropReason::PortSecurity);
         stats.record_drop(DropReason::PortSecurity);
         stats.record_drop(DropReason::Malformed);
@@ -288,6 +306,7 @@ mod tests {
         assert_eq!((snap.rx_packets, snap.rx_bytes), (2, 1574));
         assert_eq!((snap.tx_packets, snap.tx_bytes), (1, 42));
         assert_eq!(snap.arp_replies, 1);
+        assert_eq!(snap.mac_evictions, 1);
         assert_eq!(snap.drops(DropReason::PortSecurity), 2);
         assert_eq!(stats.drops(DropReason::Malformed), 1);
         assert_eq!(snap.drops(DropReason::TxQueueFull), 1);

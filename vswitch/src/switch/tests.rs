@@ -256,6 +256,16 @@ fn spoofed_frames_from_a_secured_pod_are_dropped_and_counted() {
             f[22..28].copy_from_slice(&M.octets());
             f
         },
+        // Own MAC, but an ethertype a pod has no business with (LLDP).
+        frame(MacAddr::BROADCAST, A, 0x88cc, &[0; 46]),
+        // Own MAC and address, behind two VLAN tags policy could not see through.
+        {
+            let inner = udp(C, A, IP_A, IP_C);
+            let mut f = inner[..12].to_vec();
+            f.extend_from_slice(&[0x88, 0xa8, 0, 5, 0x81, 0x00, 0, 6]);
+            f.extend_from_slice(&inner[12..]);
+            f
+        },
     ];
     for spoof in &spoofs {
         assert_eq!(
@@ -264,8 +274,8 @@ fn spoofed_frames_from_a_secured_pod_are_dropped_and_counted() {
         );
     }
     let a = stats(&switch, POD_A);
-    assert_eq!(a.drops(DropReason::PortSecurity), 4);
-    assert_eq!(a.rx_packets, 4);
+    assert_eq!(a.drops(DropReason::PortSecurity), 6);
+    assert_eq!(a.rx_packets, 6);
     // The spoofed MAC was not learned on A's port: B's frames still reach B.
     assert_eq!(
         switch.mac_table().lookup(B, t0),
@@ -285,7 +295,7 @@ fn spoofed_frames_from_a_secured_pod_are_dropped_and_counted() {
         decide(&mut switch, t0, POD_A, &own),
         Verdict::Unicast(Location::Port(POD_B))
     );
-    assert_eq!(stats(&switch, POD_A).total_drops(), 4);
+    assert_eq!(stats(&switch, POD_A).total_drops(), 6);
 }
 
 #[test]
@@ -579,7 +589,7 @@ fn flood_without_peers_is_dropped() {
 fn mac_table_capacity_holds_under_a_mac_flood() {
     let config = SwitchConfig {
         mac_capacity: 64,
-        aging: SwitchConfig::DEFAULT_AGING,
+        ..SwitchConfig::default()
     };
     let mut switch = Switch::new(config);
     switch.add_port(POD_C, pod(C, IP_C, false), Arc::default());
@@ -601,4 +611,168 @@ fn mac_table_capacity_holds_under_a_mac_flood() {
     }
     assert_eq!(switch.mac_table().len(), 64);
     assert_eq!(switch.mac_table().evictions(), 1000 - 64);
+}
+
+/// Port C (no port security: a nested bridge, say) floods source MACs; with a bound of 16
+/// per port it churns only its own 16 entries. The host's, a pinned pod's and a remote
+/// VTEP's entries stay, nothing is evicted from the table as a whole, and the evictions
+/// are counted on port C.
+#[test]
+fn a_mac_flood_from_one_port_evicts_only_that_ports_entries() {
+    let mut switch = Switch::new(SwitchConfig {
+        mac_capacity: 64,
+        mac_per_port: 16,
+        ..SwitchConfig::default()
+    });
+    switch.add_port(POD_A, pod(A, IP_A, true), Arc::default());
+    switch.add_port(POD_C, pod(C, IP_C, false), Arc::default());
+    let host = PortConfig {
+        kind: PortKind::Host,
+        mac: H,
+        ip: None,
+        security: false,
+    };
+    switch.add_port(HOST, host, Arc::default());
+    let overlay = PortConfig {
+        kind: PortKind::Overlay,
+        mac: MacAddr::ZERO,
+        ip: None,
+        security: false,
+    };
+    const OVERLAY: PortId = 9;
+    switch.add_port(OVERLAY, overlay, Arc::default());
+    let t0 = Instant::now();
+    let mut reply = [0u8; 64];
+    decide(&mut switch, t0, HOST, &udp(A, H, IP_H, IP_A));
+    let remote = MacAddr([0x0a, 0x58, 10, 244, 2, 9]);
+    let from_remote = udp(A, remote, Ipv4Addr::new(10, 244, 2, 9), IP_A);
+    switch.decide_from_vtep(t0, OVERLAY, VTEP_1, &from_remote, &mut reply);
+    for n in 0..1000u16 {
+        let [hi, lo] = n.to_be_bytes();
+        let src = MacAddr([0x02, 0, 0, 0, hi, lo]);
+        let now = t0 + Duration::from_millis(u64::from(n));
+        decide(&mut switch, now, POD_C, &udp(H, src, IP_C, IP_H));
+    }
+    let now = t0 + Duration::from_secs(1);
+    let table = switch.mac_table();
+    assert_eq!(table.learned_at(Location::Port(POD_C)), 16);
+    assert_eq!(table.evictions(), 0);
+    assert_eq!(table.location_evictions(), 1000 - 16);
+    assert_eq!(stats(&switch, POD_C).mac_evictions, 1000 - 16);
+    assert_eq!(stats(&switch, HOST).mac_evictions, 0);
+    assert_eq!(table.lookup(H, now), Some(Location::Port(HOST)));
+    assert_eq!(table.lookup(A, now), Some(Location::Port(POD_A)));
+    assert_eq!(table.lookup(remote, now), Some(Location::Vtep(VTEP_1)));
+    // The newest 16 of the flood are there, the older ones are not.
+    assert!(table
+        .lookup(MacAddr([0x02, 0, 0, 0, 0x03, 0xe7]), now)
+        .is_some());
+    assert!(table
+        .lookup(MacAddr([0x02, 0, 0, 0, 0x03, 0xd7]), now)
+        .is_none());
+    // Unicast to the others still goes straight to them.
+    assert_eq!(
+        decide(&mut switch, now, POD_A, &udp(H, A, IP_A, IP_H)),
+        Verdict::Unicast(Location::Port(HOST))
+    );
+}
+
+/// A broadcast storm from pod A floods 200 frames, then 1000 a second; the rest are
+/// dropped as `flood_rate` on A. Pod B's broadcasts, a remote VTEP's, and A's unicast to
+/// known stations are not held back by A's storm; another VTEP's storm is limited on its
+/// own.
+#[test]
+fn a_broadcast_storm_is_rate_limited_per_port() {
+    let mut switch = four_ports();
+    let overlay = PortConfig {
+        kind: PortKind::Overlay,
+        mac: MacAddr::ZERO,
+        ip: None,
+        security: false,
+    };
+    const OVERLAY: PortId = 9;
+    switch.add_port(OVERLAY, overlay, Arc::default());
+    let rate = SwitchConfig::DEFAULT_FLOOD_RATE;
+    let t0 = Instant::now();
+    let storm = udp(MacAddr::BROADCAST, A, IP_A, Ipv4Addr::BROADCAST);
+    let unknown = udp(STRANGER, A, IP_A, IP_M);
+    let count = |switch: &mut Switch, port: PortId, frame: &[u8], frames: u32, now: Instant| {
+        (0..frames)
+            .filter(|_| decide(switch, now, port, frame) == Verdict::Flood)
+            .count()
+    };
+    assert_eq!(
+        count(&mut switch, POD_A, &storm, 5000, t0),
+        usize::try_from(rate.burst).unwrap_or(0)
+    );
+    // Unknown unicast comes out of the same bucket.
+    assert_eq!(count(&mut switch, POD_A, &unknown, 10, t0), 0);
+    let a = stats(&switch, POD_A);
+    assert_eq!(a.drops(DropReason::FloodRate), 5000 - 200 + 10);
+    assert_eq!(a.total_drops(), a.drops(DropReason::FloodRate));
+    // Known unicast from A still goes.
+    assert_eq!(
+        decide(&mut switch, t0, POD_A, &udp(B, A, IP_A, IP_B)),
+        Verdict::Unicast(Location::Port(POD_B))
+    );
+    // B is not starved by A's storm.
+    let from_b = udp(MacAddr::BROADCAST, B, IP_B, Ipv4Addr::BROADCAST);
+    assert_eq!(count(&mut switch, POD_B, &from_b, 5, t0), 5);
+    // The sustained rate: over the next second, 1 ms apart, about 1000 more.
+    let mut passed = 0;
+    for ms in 1..=1000u64 {
+        let now = t0 + Duration::from_millis(ms);
+        passed += count(&mut switch, POD_A, &storm, 3, now);
+    }
+    assert!((999..=1001).contains(&passed), "{passed}");
+
+    // Per VTEP: VTEP_1's storm does not hold back VTEP_2.
+    let mut reply = [0u8; 64];
+    let r1 = MacAddr([0x0a, 0x58, 10, 244, 2, 9]);
+    let r2 = MacAddr([0x0a, 0x58, 10, 244, 3, 9]);
+    let storm_1 = udp(
+        MacAddr::BROADCAST,
+        r1,
+        Ipv4Addr::new(10, 244, 2, 9),
+        Ipv4Addr::BROADCAST,
+    );
+    let storm_2 = udp(
+        MacAddr::BROADCAST,
+        r2,
+        Ipv4Addr::new(10, 244, 3, 9),
+        Ipv4Addr::BROADCAST,
+    );
+    let t1 = t0 + Duration::from_secs(10);
+    let floods = (0..1000)
+        .filter(|_| {
+            switch.decide_from_vtep(t1, OVERLAY, VTEP_1, &storm_1, &mut reply) == Verdict::Flood
+        })
+        .count();
+    assert_eq!(floods, 200);
+    assert_eq!(
+        switch.decide_from_vtep(t1, OVERLAY, VTEP_2, &storm_2, &mut reply),
+        Verdict::Flood
+    );
+    assert_eq!(stats(&switch, OVERLAY).drops(DropReason::FloodRate), 800);
+    // A VTEP that leaves takes its bucket along.
+    switch.forget_vtep(VTEP_1);
+    assert_eq!(
+        switch.decide_from_vtep(t1, OVERLAY, VTEP_1, &storm_1, &mut reply),
+        Verdict::Flood
+    );
+}
+
+#[test]
+fn flood_rate_zero_means_no_limit() {
+    let mut switch = Switch::new(SwitchConfig {
+        flood_rate: FloodRate::UNLIMITED,
+        ..SwitchConfig::default()
+    });
+    switch.add_port(POD_A, pod(A, IP_A, true), Arc::default());
+    switch.add_port(POD_B, pod(B, IP_B, true), Arc::default());
+    let t0 = Instant::now();
+    let storm = udp(MacAddr::BROADCAST, A, IP_A, Ipv4Addr::BROADCAST);
+    for _ in 0..10_000 {
+        assert_eq!(decide(&mut switch, t0, POD_A, &storm), Verdict::Flood);
+    }
 }

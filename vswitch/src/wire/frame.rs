@@ -18,6 +18,9 @@
 //!   [`FrameError::Truncated`].
 //! - IPv6: version 6, the 40-byte header present, and `40 + payload_length` bytes present
 //!   (a payload length of 0, as in jumbograms, passes). Extension headers are not walked.
+//! - The type field (after the tag, if any) is an ethertype, at least 0x0600. A smaller
+//!   value is an IEEE 802.3 length (LLC/SNAP, STP), not Ethernet II, which is all the
+//!   switch carries: [`FrameError::NotEthernetII`].
 //! - Any other ethertype is [`L3Info::Other`], not an error.
 #![forbid(unsafe_code)]
 
@@ -45,6 +48,8 @@ pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// Ethertype of an 802.1Q VLAN tag.
 pub const ETHERTYPE_VLAN: u16 = 0x8100;
+/// The smallest ethertype; a type field below it is an IEEE 802.3 length.
+pub const MIN_ETHERTYPE: u16 = 0x0600;
 /// ARP operation: request.
 pub const ARP_OP_REQUEST: u16 = 1;
 /// ARP operation: reply.
@@ -66,6 +71,9 @@ pub enum FrameError {
     /// An IPv6 header with a wrong version or a payload length above the bytes present.
     #[error("IPv6 header has a bad version or payload length")]
     BadIpv6Header,
+    /// The type field is an IEEE 802.3 length (below 0x0600), not an ethertype.
+    #[error("not an Ethernet II frame: the type field is an 802.3 length")]
+    NotEthernetII,
 }
 
 /// Source and destination ports of a TCP, UDP or SCTP packet.
@@ -157,6 +165,9 @@ pub fn classify(frame: &[u8]) -> Result<FrameInfo, FrameError> {
         ethertype = tag.ether_type();
         payload = tag.payload_slice();
         l3_offset += VLAN_TAG_LEN;
+    }
+    if ethertype.0 < MIN_ETHERTYPE {
+        return Err(FrameError::NotEthernetII);
     }
     let l3 = match ethertype {
         EtherType::ARP => L3Info::Arp(classify_arp(payload)?),
@@ -395,6 +406,22 @@ mod tests {
         frame[13] = 0xcc; // LLDP
         assert_eq!(classify(&frame).unwrap().l3, L3Info::Other(0x88cc));
         assert_eq!(classify(&frame[..14]).unwrap().l3, L3Info::Other(0x88cc));
+    }
+
+    #[test]
+    fn test_802_3_length_is_not_an_ethertype() {
+        let mut frame = IPV4_UDP;
+        for type_field in [0x0000, 0x002e, 0x05dc, 0x05ff] {
+            frame[12..14].copy_from_slice(&u16::to_be_bytes(type_field));
+            assert_eq!(classify(&frame), Err(FrameError::NotEthernetII));
+        }
+        frame[12..14].copy_from_slice(&MIN_ETHERTYPE.to_be_bytes());
+        assert_eq!(classify(&frame).unwrap().l3, L3Info::Other(MIN_ETHERTYPE));
+        // Behind a VLAN tag, too.
+        let mut tagged = frame[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05, 0x00, 0x40]);
+        tagged.extend_from_slice(&[0; 46]);
+        assert_eq!(classify(&tagged), Err(FrameError::NotEthernetII));
     }
 
     #[test]
