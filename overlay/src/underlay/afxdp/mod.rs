@@ -330,15 +330,6 @@ fn attach(program: &OwnedFd, ifindex: u32, dev: &str) -> Result<(OwnedFd, bool),
     }
 }
 
-impl AsRawFd for AfxdpUnderlay {
-    /// The first queue's socket; [`AfxdpUnderlay::poll_fds`] has them all.
-    fn as_raw_fd(&self) -> RawFd {
-        self.sockets
-            .first()
-            .map_or(-1, |s| s.borrow().fd().as_raw_fd())
-    }
-}
-
 impl Underlay for AfxdpUnderlay {
     /// Builds the whole frame in a send frame of the socket `src_port_hint` picks (so
     /// one flow keeps one queue). An unknown next hop is resolved in the background;
