@@ -7,6 +7,8 @@ them). Every seed is a fixture the unit tests already use, or built the same way
   and ARP requests the switch answers (switch/tests.rs style).
 - virtio_net_hdr: TSO_BYTES of vswitch/src/wire/virtio_net.rs tests and its variants.
 - vxlan: KERNEL_ICMP_ECHO and PACKET_BYTES of overlay/src/vxlan.rs tests.
+- afxdp_frame: those datagrams in whole Ethernet/IPv4/UDP frames as the AF_XDP underlay
+  builds them (overlay/src/underlay/afxdp/frame.rs), and ones it must refuse.
 - gso_segment: the super-frames of overlay/src/gso.rs tests (partial checksum seeded the
   way Linux leaves it), behind the 11-byte offload prefix of fuzz_targets/gso_segment.rs.
 - control_request: the JSON shapes of vswitch/src/control/proto.rs and
@@ -183,6 +185,26 @@ def vxlan_seeds():
     write(t, "missing-i-flag", bytes([0xF7, 0, 0, 0, 0, 0, 1, 0]) + ARP_REQUEST)
     write(t, "vni1-arp", bytes([0x08, 0, 0, 0, 0, 0, 1, 0]) + ARP_REQUEST)
     write(t, "vni-max-udp", bytes([0x08, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0]) + IPV4_UDP)
+
+
+def outer_frame(datagram, dst_ip=bytes([192, 168, 250, 11]), port=4789, flags=0x4000):
+    """overlay/src/underlay/afxdp/frame.rs build: Ethernet + IPv4 (DF, checksum) + UDP."""
+    ip_len = 20 + 8 + len(datagram)
+    ip = bytearray([0x45, 0, ip_len >> 8, ip_len & 0xFF, 0, 0, flags >> 8, flags & 0xFF,
+                    64, 17, 0, 0])
+    ip += bytes([192, 168, 250, 12]) + dst_ip
+    ip[10:12] = struct.pack("!H", checksum(bytes(ip)))
+    udp = struct.pack("!HHHH", 49152, port, 8 + len(datagram), 0)
+    return bytes([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]) + b"\x08\x00" + bytes(ip) + udp + datagram
+
+
+def afxdp_frame_seeds():
+    t = "afxdp_frame"
+    write(t, "kernel-icmp-echo", outer_frame(KERNEL_ICMP_ECHO))
+    write(t, "vni1-arp-padded", outer_frame(bytes([0x08, 0, 0, 0, 0, 0, 1, 0]) + ARP_REQUEST) + bytes(4))
+    write(t, "other-address", outer_frame(KERNEL_ICMP_ECHO, dst_ip=bytes([192, 168, 250, 13])))
+    write(t, "other-port", outer_frame(KERNEL_ICMP_ECHO, port=8472))
+    write(t, "fragment", outer_frame(KERNEL_ICMP_ECHO, flags=0x2000))
 
 
 # --- GSO super-frames, as overlay/src/gso.rs tests build them ---------------------------
@@ -395,6 +417,7 @@ if __name__ == "__main__":
     frame_seeds()
     virtio_seeds()
     vxlan_seeds()
+    afxdp_frame_seeds()
     gso_seeds()
     control_seeds()
     store_seeds()

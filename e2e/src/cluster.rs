@@ -180,6 +180,8 @@ pub struct ClusterBuilder {
     nodes: usize,
     store: StoreKind,
     extra: Vec<String>,
+    per_node: Vec<(usize, Vec<String>)>,
+    underlay_queues: u32,
     together: bool,
     state_root: Option<PathBuf>,
     store_file: Option<PathBuf>,
@@ -196,6 +198,21 @@ impl ClusterBuilder {
     /// passes.
     pub fn daemon_args(mut self, extra: &[&str]) -> ClusterBuilder {
         self.extra.extend(extra.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
+    /// Extra flags for node `number`'s daemon only (e.g. `--datapath afxdp`), after
+    /// those of [`ClusterBuilder::daemon_args`].
+    pub fn node_args(mut self, number: usize, extra: &[&str]) -> ClusterBuilder {
+        self.per_node
+            .push((number, extra.iter().map(|a| (*a).to_owned()).collect()));
+        self
+    }
+
+    /// Receive and transmit queues of every node's underlay veth, both ends (default 1),
+    /// for the AF_XDP underlay's one socket per queue.
+    pub fn underlay_queues(mut self, queues: u32) -> ClusterBuilder {
+        self.underlay_queues = queues.max(1);
         self
     }
 
@@ -271,6 +288,8 @@ impl Cluster {
             nodes,
             store: StoreKind::File,
             extra: Vec::new(),
+            per_node: Vec::new(),
+            underlay_queues: 1,
             together: false,
             state_root: None,
             store_file: None,
@@ -302,15 +321,24 @@ impl Cluster {
             let underlay_ip = underlay_ip(number);
             let netns = Netns::new(&format!("n{number}"));
             let fabric_end = format!("n{number}");
+            let queues = spec.underlay_queues.to_string();
             netns.ip_ok(&[
                 "link",
                 "add",
                 "ul0",
+                "numtxqueues",
+                &queues,
+                "numrxqueues",
+                &queues,
                 "type",
                 "veth",
                 "peer",
                 "name",
                 &fabric_end,
+                "numtxqueues",
+                &queues,
+                "numrxqueues",
+                &queues,
                 "netns",
                 fabric.name(),
             ]);
@@ -366,6 +394,9 @@ impl Cluster {
                 socket.display().to_string(),
             ];
             args.extend(spec.extra.iter().cloned());
+            for (_, extra) in spec.per_node.iter().filter(|(n, _)| *n == number) {
+                args.extend(extra.iter().cloned());
+            }
             let config = DaemonConfig {
                 netns: netns.name().to_owned(),
                 args,

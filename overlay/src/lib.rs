@@ -12,7 +12,10 @@
 //!   `test-utils` feature) an in-memory mesh for tests and benches.
 //!
 //! Everything but [`underlay`] is sans-IO: it reads and writes caller-provided buffers,
-//! never allocates and never panics on any input.
+//! never allocates and never panics on any input. The only unsafe code is in the
+//! underlay's two OS-facing files (`underlay/udp_sys.rs`: UDP GSO/GRO and batched
+//! system calls; `underlay/afxdp/sys.rs`: bpf(), mmap, ring indices); every other module
+//! forbids it.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -28,7 +31,9 @@ pub use encap::{decapsulate, encapsulate, DecapError, EncapError, OuterHeaders};
 pub use flow_hash::source_port;
 pub use gro::{Push, TcpCoalescer};
 pub use gso::{segment, segment_len, GsoError, GsoKind, Offload};
+pub use underlay::{
+    AfxdpError, AfxdpMode, AfxdpUnderlay, Received, SendReport, UdpOffloads, UdpUnderlay, Underlay,
+};
 #[cfg(any(test, feature = "test-utils"))]
 pub use underlay::{MemoryMesh, MemoryUnderlay};
-pub use underlay::{Received, SendReport, UdpOffloads, UdpUnderlay, Underlay};
 pub use vxlan::{VxlanError, VxlanPacket, VxlanRepr, DEFAULT_PORT, VXLAN_HEADER_LEN};

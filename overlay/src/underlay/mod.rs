@@ -7,7 +7,8 @@
 //! - [`UdpUnderlay`]: a kernel UDP socket; the kernel adds the outer IPv4/UDP headers.
 //! - [`MemoryUnderlay`] (feature `test-utils`): nodes of an in-memory [`MemoryMesh`],
 //!   so several switches can be joined in one process for tests and benches.
-//! - AF_XDP (later): raw frames, with outer headers from
+//! - [`AfxdpUnderlay`]: AF_XDP sockets on the underlay device and an XDP program that
+//!   steers this node's VXLAN packets to them; whole frames, with outer headers from
 //!   [`crate::encap::OuterHeaders`].
 //!
 //! Besides one datagram at a time, the trait moves batches:
@@ -16,12 +17,19 @@
 //! fills several blocks of datagrams at once (the layout of UDP GRO and `recvmmsg`).
 //! Both have default implementations on top of `send` and `recv`, so an implementation
 //! only overrides them when it has a faster way.
+//!
+//! The crate's unsafe code is in two OS-facing files, each block with its `// SAFETY:`:
+//! `udp_sys.rs` (`sendmsg` with `UDP_SEGMENT`, `sendmmsg`, `recvmmsg`) and
+//! `afxdp/sys.rs` (bpf(), mmap, ring indices). Every other module forbids it.
+#![deny(unsafe_code)]
 
 use std::io;
 use std::net::Ipv4Addr;
 
+pub mod afxdp;
 mod udp;
 mod udp_sys;
+pub use afxdp::{AfxdpError, AfxdpMode, AfxdpUnderlay};
 pub use udp::{UdpOffloads, UdpUnderlay, GRO_SLOT, GSO_MAX_BYTES, GSO_MAX_SEGMENTS};
 
 #[cfg(any(test, feature = "test-utils"))]

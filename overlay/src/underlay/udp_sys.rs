@@ -1,8 +1,8 @@
 //! The system calls of the UDP underlay that the standard library and `socket2` do not
 //! wrap: `setsockopt(SOL_UDP, UDP_SEGMENT | UDP_GRO)`, `sendmsg` with a `UDP_SEGMENT`
 //! control message (UDP GSO), `sendmmsg`, and `recvmmsg` reading the `UDP_GRO` control
-//! message (UDP GRO). This is the only module of the crate with `unsafe`; every block
-//! says why it is sound. Every function takes borrowed descriptors and buffers and
+//! message (UDP GRO). Every `unsafe` block says why it is sound (the crate's other
+//! unsafe module is AF_XDP's `afxdp/sys.rs`). Every function takes borrowed descriptors and buffers and
 //! returns the kernel's error as `io::Error`.
 //!
 //! Linux ABI: `include/uapi/linux/udp.h` (`UDP_SEGMENT` 103, `UDP_GRO` 104), `udp(7)`,
@@ -11,7 +11,7 @@
 //! Why not safe wrappers: `socket2` has `sendmsg`/`recvmsg` with control buffers, but
 //! no `setsockopt` for these options and no `sendmmsg`/`recvmmsg`, so this module would
 //! exist anyway; `nix` has all of it, at the price of a new dependency for a handful of
-//! calls. The crate's only `unsafe` is here, one block per call or struct.
+//! calls. One `unsafe` block per call or struct.
 #![allow(unsafe_code)]
 
 use std::io;

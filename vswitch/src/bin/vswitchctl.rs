@@ -254,6 +254,9 @@ fn print_show(show: &ShowReply) {
     println!("node      {}", show.node);
     println!("subnet    {}  (cluster {})", show.subnet, show.cluster_cidr);
     println!("vtep      {}", show.vtep);
+    if !show.datapath.is_empty() {
+        println!("datapath  {}", show.datapath);
+    }
     match &show.store.health {
         vswitch::store::StoreHealth::Connected => println!("store     {} (connected)", show.store.url),
         vswitch::store::StoreHealth::Disconnected { since_unix, reason } => println!(

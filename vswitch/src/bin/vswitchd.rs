@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use vswitch::daemon::config::DaemonFlags;
+use vswitch::daemon::config::{DaemonFlags, DatapathKind};
 use vswitch::ipnet::Ipv4Net;
 
 /// The vswitch node daemon: userspace switch, overlay, IPAM and control socket.
@@ -42,6 +42,10 @@ struct Args {
     /// VXLAN UDP port, send and receive [default: 4789]
     #[arg(long, value_name = "N")]
     vxlan_port: Option<u16>,
+    /// Underlay I/O: udp (kernel UDP socket), afxdp (AF_XDP on --underlay-dev, exit if
+    /// unavailable) or auto (AF_XDP where available, else udp) [default: udp]
+    #[arg(long, value_name = "udp|afxdp|auto")]
+    datapath: Option<DatapathKind>,
     /// Pod MTU [default: underlay MTU - 50]
     #[arg(long, value_name = "N")]
     mtu: Option<u32>,
@@ -84,6 +88,7 @@ fn main() {
         vni: args.vni,
         vxlan_port: args.vxlan_port,
         mtu: args.mtu,
+        datapath: args.datapath,
         etcd_tls: vswitch::store::EtcdTls {
             cacert: args.etcd_cacert,
             cert: args.etcd_cert,

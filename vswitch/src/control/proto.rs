@@ -259,6 +259,10 @@ pub struct ShowReply {
     pub cluster_cidr: Ipv4Net,
     /// The pod MTU.
     pub mtu: u32,
+    /// The underlay I/O: `udp`, or `afxdp (native|generic, zero-copy|copy, N queues)`.
+    /// Empty from a daemon that predates the field.
+    #[serde(default)]
+    pub datapath: String,
     /// The host port `vsw0`.
     pub host_port: HostPortInfo,
     /// The overlay port: VXLAN to the peers.

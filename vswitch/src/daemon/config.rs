@@ -25,7 +25,7 @@ pub struct DaemonConfig {
     pub node: String,
     /// This node's VTEP address.
     pub underlay_ip: Ipv4Addr,
-    /// The underlay device (for its MTU; AF_XDP later).
+    /// The underlay device (for its MTU, and AF_XDP's device).
     pub underlay_dev: String,
     /// The pod network.
     pub cluster_cidr: Ipv4Net,
@@ -47,6 +47,35 @@ pub struct DaemonConfig {
     pub etcd_tls: crate::store::EtcdTls,
     /// The switch's bounds: MAC table size, MACs per port, flood rate.
     pub switch: SwitchConfig,
+    /// Underlay I/O: UDP socket or AF_XDP.
+    pub datapath: DatapathKind,
+}
+
+/// `--datapath`: how VXLAN datagrams reach the underlay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DatapathKind {
+    /// A kernel UDP socket (the default).
+    #[default]
+    Udp,
+    /// AF_XDP sockets on `--underlay-dev`; the daemon exits when they cannot run.
+    Afxdp,
+    /// AF_XDP where it can run, else the UDP socket, with one log line saying why.
+    Auto,
+}
+
+impl std::str::FromStr for DatapathKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<DatapathKind, String> {
+        match text {
+            "udp" => Ok(DatapathKind::Udp),
+            "afxdp" => Ok(DatapathKind::Afxdp),
+            "auto" => Ok(DatapathKind::Auto),
+            other => Err(format!(
+                "`{other}` is not a datapath: use udp, afxdp or auto"
+            )),
+        }
+    }
 }
 
 /// What the flags gave, before defaults are resolved against the node.
@@ -84,6 +113,8 @@ pub struct DaemonFlags {
     pub flood_rate: Option<u32>,
     /// `--flood-burst`.
     pub flood_burst: Option<u32>,
+    /// `--datapath`.
+    pub datapath: Option<DatapathKind>,
 }
 
 /// A configuration the daemon cannot run with.
@@ -226,6 +257,7 @@ impl DaemonFlags {
             mtu,
             etcd_tls: self.etcd_tls,
             switch,
+            datapath: self.datapath.unwrap_or_default(),
         })
     }
 }

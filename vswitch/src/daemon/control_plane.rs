@@ -35,6 +35,7 @@ use super::config::DaemonConfig;
 use super::datapath::{DatapathCmd, DatapathHandle, OVERLAY_PORT};
 use super::host_port;
 use super::overlay_port::OverlayPort;
+use super::underlay::{NodeUnderlay, UnderlayError};
 
 /// The port id of the host port `vsw0`.
 pub const HOST_PORT: PortId = 0;
@@ -67,16 +68,9 @@ pub enum StartError {
     /// The data-path thread could not start.
     #[error("starting the data path: {0}")]
     Datapath(#[source] std::io::Error),
-    /// The underlay socket could not be bound.
-    #[error("binding the VXLAN socket to {addr}:{port} (is --underlay-ip an address of this node, and the port free?): {source}")]
-    Underlay {
-        /// The VTEP address.
-        addr: Ipv4Addr,
-        /// The VXLAN port.
-        port: u16,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// The underlay (UDP socket or AF_XDP) could not be opened.
+    #[error(transparent)]
+    Underlay(#[from] UnderlayError),
 }
 
 struct PodPort {
@@ -101,6 +95,8 @@ pub struct ControlPlane {
     ports: BTreeMap<AttachmentKey, PodPort>,
     host: HostPort,
     overlay_stats: Arc<PortStats>,
+    /// The underlay as `show` names it (`udp`, `afxdp (native, copy, 1 queue)`).
+    datapath_mode: String,
     /// The store generation last applied to the data path.
     synced_generation: Option<u64>,
     /// Writes to the store were missed (it was unreachable): reconcile when it is back.
@@ -116,6 +112,10 @@ impl ControlPlane {
     /// # Errors
     /// A [`StartError`] saying which part failed.
     pub fn start(config: DaemonConfig) -> Result<ControlPlane, StartError> {
+        // The underlay first: a demanded AF_XDP that cannot run ends the start before
+        // anything is joined or created.
+        let underlay = NodeUnderlay::open(&config)?;
+        let datapath_mode = underlay.describe();
         let store_err = |source| StartError::Store {
             url: config.store.clone(),
             source,
@@ -178,22 +178,6 @@ impl ControlPlane {
             attached: Arc::new(AtomicBool::new(false)),
         });
 
-        let underlay = overlay::UdpUnderlay::bind(config.underlay_ip, config.vxlan_port).map_err(
-            |source| StartError::Underlay {
-                addr: config.underlay_ip,
-                port: config.vxlan_port,
-                source,
-            },
-        )?;
-        let offloads = underlay.offloads();
-        let on_off = |on: bool| if on { "on" } else { "off" };
-        eprintln!(
-            "vswitchd: underlay {}:{}: UDP GSO {} (else sendmmsg), UDP GRO {} (else recvmmsg)",
-            config.underlay_ip,
-            config.vxlan_port,
-            on_off(offloads.gso),
-            on_off(offloads.gro)
-        );
         let overlay_stats = Arc::new(PortStats::default());
         let overlay =
             OverlayPort::new(underlay, config.vni, config.mtu, Arc::clone(&overlay_stats));
@@ -211,6 +195,7 @@ impl ControlPlane {
                 stats,
             },
             overlay_stats,
+            datapath_mode,
             synced_generation: None,
             store_behind: true,
             datapath,
@@ -819,6 +804,7 @@ impl ControlPlane {
             vtep: self.config.underlay_ip,
             cluster_cidr: self.config.cluster_cidr,
             mtu: self.config.mtu,
+            datapath: self.datapath_mode.clone(),
             host_port: HostPortInfo {
                 ifname: host_port::NAME.to_owned(),
                 address: self.host.address,

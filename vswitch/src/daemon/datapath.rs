@@ -40,6 +40,7 @@ use crate::sys::tap::{Tap, VNET_HDR_LEN};
 use crate::wire::virtio_net::{VirtioNetHdr, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_HDR_GSO_NONE};
 
 use super::overlay_port::{coalesced_header, OverlayPort, RX_BLOCKS, RX_SLOT};
+use super::underlay::NodeUnderlay;
 use overlay::{Push, Received, TcpCoalescer};
 
 /// The switch port id of the overlay (every remote VTEP is behind it). Its poll token is
@@ -91,7 +92,7 @@ pub enum DatapathCmd {
         reply: Sender<Option<Tap>>,
     },
     /// Attach the overlay port (once, at start).
-    AttachOverlay(Box<OverlayPort>),
+    AttachOverlay(Box<OverlayPort<NodeUnderlay>>),
     /// The peer VTEPs, replacing the previous set; MACs learned behind a peer that left
     /// are forgotten.
     SetPeers(HashSet<Ipv4Addr>),
@@ -196,7 +197,7 @@ struct Datapath {
     /// Indexed by port id.
     ports: Vec<Option<Port>>,
     /// The overlay port, once attached.
-    overlay: Option<Box<OverlayPort>>,
+    overlay: Option<Box<OverlayPort<NodeUnderlay>>>,
     /// What [`DatapathCmd::SetRemoteStations`] last said.
     remote: HashMap<Ipv4Addr, (MacAddr, Ipv4Addr)>,
     /// Ports with frames still queued after a cut-short batch.
@@ -271,6 +272,9 @@ impl Datapath {
             let now = Instant::now();
             if now >= next_aging {
                 self.switch.age(now);
+                if let Some(overlay) = self.overlay.as_ref() {
+                    overlay.underlay().tick(overlay.stats());
+                }
                 next_aging = now + AGING_TICK;
             }
         }
@@ -294,6 +298,7 @@ impl Datapath {
                 DatapathCmd::AttachOverlay(port) => self.attach_overlay(port),
                 DatapathCmd::SetPeers(peers) => {
                     if let Some(overlay) = self.overlay.as_mut() {
+                        overlay.underlay().expect_peers(&peers);
                         for gone in overlay.set_peers(peers) {
                             self.switch.forget_vtep(gone);
                         }
@@ -349,15 +354,19 @@ impl Datapath {
         self.ready.push_back(id);
     }
 
-    fn attach_overlay(&mut self, mut port: Box<OverlayPort>) {
+    fn attach_overlay(&mut self, mut port: Box<OverlayPort<NodeUnderlay>>) {
+        // One descriptor for the UDP socket, one per queue for AF_XDP, all on the
+        // overlay's token: `serve_overlay` reads from every queue.
         let token = Token(usize::from(OVERLAY_PORT));
-        if let Err(e) = self.poll.registry().register(
-            &mut SourceFd(&port.as_raw_fd()),
-            token,
-            Interest::READABLE,
-        ) {
-            eprintln!("vswitchd: datapath: cannot watch the underlay socket, no overlay: {e}");
-            return;
+        for fd in port.underlay().poll_fds() {
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), token, Interest::READABLE)
+            {
+                eprintln!("vswitchd: datapath: cannot watch the underlay, no overlay: {e}");
+                return;
+            }
         }
         let config = PortConfig {
             kind: PortKind::Overlay,

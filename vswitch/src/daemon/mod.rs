@@ -15,6 +15,7 @@ pub mod control_server;
 pub mod datapath;
 pub mod host_port;
 pub mod overlay_port;
+pub mod underlay;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -114,6 +114,11 @@ impl<U: Underlay> OverlayPort<U> {
         }
     }
 
+    /// The underlay it sends and receives on.
+    pub fn underlay(&self) -> &U {
+        &self.underlay
+    }
+
     /// The port's counters.
     pub fn stats(&self) -> &Arc<PortStats> {
         &self.stats
@@ -263,7 +268,7 @@ impl<U: Underlay> OverlayPort<U> {
     }
 }
 
-impl AsRawFd for OverlayPort {
+impl<U: Underlay + AsRawFd> AsRawFd for OverlayPort<U> {
     fn as_raw_fd(&self) -> RawFd {
         self.underlay.as_raw_fd()
     }
@@ -283,6 +288,10 @@ fn transmit<U: Underlay>(
             stats.record_drop(DropReason::TxQueueFull)
         }
         Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => stats.record_drop(DropReason::TooBig),
+        // The AF_XDP underlay has no next-hop MAC yet and asked the kernel to resolve it.
+        Err(e) if e.kind() == io::ErrorKind::HostUnreachable => {
+            stats.record_drop(DropReason::NoNeighbour)
+        }
         Err(_) => stats.record_drop(DropReason::TxError),
     }
 }

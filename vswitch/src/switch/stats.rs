@@ -56,11 +56,18 @@ pub enum DropReason {
     /// The frame had to be flooded, but its ingress port (or, from the overlay, its VTEP)
     /// is over its flood rate limit.
     FloodRate,
+    /// The AF_XDP underlay does not know the next hop's MAC for the remote VTEP yet; it
+    /// has asked the kernel to resolve it. Counted by the caller on the overlay port.
+    NoNeighbour,
+    /// The kernel side of the AF_XDP underlay dropped received frames: the RX ring was
+    /// full or no receive buffer was free (the data path fell behind). Read from the
+    /// sockets' `XDP_STATISTICS` once a second.
+    UnderlayRxDropped,
 }
 
 impl DropReason {
     /// The number of reasons.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 18;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -80,6 +87,8 @@ impl DropReason {
         DropReason::BadOffload,
         DropReason::PolicyDenied,
         DropReason::FloodRate,
+        DropReason::NoNeighbour,
+        DropReason::UnderlayRxDropped,
     ];
 
     /// The counter label, e.g. `"port_security"`.
@@ -101,6 +110,8 @@ impl DropReason {
             DropReason::BadOffload => "bad_offload",
             DropReason::PolicyDenied => "policy_denied",
             DropReason::FloodRate => "flood_rate",
+            DropReason::NoNeighbour => "no_neighbour",
+            DropReason::UnderlayRxDropped => "underlay_rx_dropped",
         }
     }
 
@@ -123,6 +134,8 @@ impl DropReason {
             DropReason::BadOffload => 13,
             DropReason::PolicyDenied => 14,
             DropReason::FloodRate => 15,
+            DropReason::NoNeighbour => 16,
+            DropReason::UnderlayRxDropped => 17,
         }
     }
 }
@@ -187,6 +200,14 @@ impl PortStats {
     pub fn record_drop(&self, reason: DropReason) {
         if let Some(counter) = self.drops.get(reason.index()) {
             counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `count` frames dropped for `reason` (drops counted elsewhere, such as the
+    /// kernel's AF_XDP statistics).
+    pub fn record_drops(&self, reason: DropReason, count: u64) {
+        if let Some(counter) = self.drops.get(reason.index()) {
+            counter.fetch_add(count, Ordering::Relaxed);
         }
     }
 
