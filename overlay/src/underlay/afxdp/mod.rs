@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use crate::encap::{OuterHeaders, ETHERNET_HEADER_LEN};
 
-use super::Underlay;
+use super::{Received, SendReport, Underlay};
 use netlink::Netlink;
 use xsk::Xsk;
 
@@ -161,6 +161,9 @@ pub struct AfxdpUnderlay {
     next_hops: RefCell<HashMap<Ipv4Addr, [u8; 6]>>,
     next_hops_seen: Cell<u64>,
     counters: Cell<AfxdpCounters>,
+    /// Sends only queue their descriptors; the owner calls [`AfxdpUnderlay::flush`] at
+    /// the end of each batch.
+    defer_wakeups: Cell<bool>,
 }
 
 impl fmt::Debug for AfxdpUnderlay {
@@ -244,6 +247,7 @@ impl AfxdpUnderlay {
             next_hops: RefCell::new(HashMap::new()),
             next_hops_seen: Cell::new(0),
             counters: Cell::new(AfxdpCounters::default()),
+            defer_wakeups: Cell::new(false),
         })
     }
 
@@ -273,9 +277,19 @@ impl AfxdpUnderlay {
         }
     }
 
-    /// Pushes out send descriptors a wake-up left queued (the kernel answered "busy");
-    /// the data path calls it once a second, so a burst's tail cannot wait for the next
-    /// frame forever.
+    /// From now on [`Underlay::send`] and [`Underlay::send_segments`] only queue their
+    /// frames on the TX ring and wake the kernel only when a ring runs full: the caller
+    /// promises to call [`AfxdpUnderlay::flush`] at the end of every batch of sends, so
+    /// a batch of many single datagrams costs one wake-up (`sendto`) rather than one
+    /// each.
+    pub fn defer_wakeups(&self) {
+        self.defer_wakeups.set(true);
+    }
+
+    /// Wakes the kernel for send descriptors still queued: those a deferred send left
+    /// (see [`AfxdpUnderlay::defer_wakeups`]) or a wake-up the kernel answered "busy"
+    /// to. The data path calls it at the end of every batch and once a second, so a
+    /// burst's tail cannot wait for the next frame.
     pub fn flush(&self) {
         for socket in &self.sockets {
             socket.borrow_mut().flush();
@@ -288,6 +302,41 @@ impl AfxdpUnderlay {
             .iter()
             .map(|s| s.borrow().fd().as_raw_fd())
             .collect()
+    }
+
+    /// The outer headers to `dst` and the socket `src_port_hint` picks (so one flow
+    /// keeps one queue). An unknown next hop counts `datagrams` as `tx_no_neighbour`
+    /// and is `HostUnreachable`.
+    fn route(
+        &self,
+        dst: Ipv4Addr,
+        src_port_hint: u16,
+        datagrams: usize,
+    ) -> io::Result<(OuterHeaders, &RefCell<Xsk>)> {
+        let Some(dst_mac) = self.next_hop(dst) else {
+            let lost = u64::try_from(datagrams).unwrap_or(u64::MAX);
+            self.count(|c| c.tx_no_neighbour = c.tx_no_neighbour.saturating_add(lost));
+            return Err(io::Error::new(
+                io::ErrorKind::HostUnreachable,
+                format!("next hop of {dst} not resolved yet"),
+            ));
+        };
+        let headers = OuterHeaders {
+            src_mac: self.src_mac,
+            dst_mac,
+            src_ip: self.local,
+            dst_ip: dst,
+            src_port: src_port_hint,
+            dst_port: self.port,
+            ttl: TTL,
+            vni: 0,
+        };
+        let index = usize::from(src_port_hint) % self.sockets.len().max(1);
+        let socket = self
+            .sockets
+            .get(index)
+            .ok_or_else(|| io::Error::other("no AF_XDP socket"))?;
+        Ok((headers, socket))
     }
 
     fn count(&self, update: impl FnOnce(&mut AfxdpCounters)) {
@@ -335,35 +384,51 @@ impl Underlay for AfxdpUnderlay {
     /// one flow keeps one queue). An unknown next hop is resolved in the background;
     /// meanwhile the datagram is refused with `HostUnreachable`.
     fn send(&self, datagram: &[u8], dst: Ipv4Addr, src_port_hint: u16) -> io::Result<()> {
-        let Some(dst_mac) = self.next_hop(dst) else {
-            self.count(|c| c.tx_no_neighbour += 1);
-            return Err(io::Error::new(
-                io::ErrorKind::HostUnreachable,
-                format!("next hop of {dst} not resolved yet"),
-            ));
-        };
-        let headers = OuterHeaders {
-            src_mac: self.src_mac,
-            dst_mac,
-            src_ip: self.local,
-            dst_ip: dst,
-            src_port: src_port_hint,
-            dst_port: self.port,
-            ttl: TTL,
-            vni: 0,
-        };
-        let index = usize::from(src_port_hint) % self.sockets.len().max(1);
-        let Some(socket) = self.sockets.get(index) else {
-            return Err(io::Error::other("no AF_XDP socket"));
-        };
-        socket.borrow_mut().send(|out| {
-            frame::build(&headers, datagram, out).map_err(|e| match e {
-                crate::EncapError::BufferTooSmall { .. } | crate::EncapError::InnerTooLong(_) => {
-                    io::Error::from_raw_os_error(libc::EMSGSIZE)
-                }
-                other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
-            })
+        let (headers, socket) = self.route(dst, src_port_hint, 1)?;
+        socket.borrow_mut().send(self.defer_wakeups.get(), |out| {
+            build(&headers, datagram, out)
         })
+    }
+
+    /// Builds every datagram's frame in a send frame of the one socket `src_port_hint`
+    /// picks (one next-hop lookup for all), queues them on its TX ring together and
+    /// wakes the kernel once for the batch. When the send frames or the TX ring run
+    /// out, the report says how many went (`WouldBlock`).
+    fn send_segments(
+        &self,
+        datagrams: &[u8],
+        segment_len: usize,
+        dst: Ipv4Addr,
+        src_port_hint: u16,
+    ) -> SendReport {
+        if segment_len == 0 {
+            return SendReport {
+                sent: 0,
+                error: Some(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "segment length 0",
+                )),
+            };
+        }
+        let count = datagrams.len().div_ceil(segment_len);
+        if count == 0 {
+            return SendReport::default();
+        }
+        let (headers, socket) = match self.route(dst, src_port_hint, count) {
+            Ok(route) => route,
+            Err(error) => {
+                return SendReport {
+                    sent: 0,
+                    error: Some(error),
+                }
+            }
+        };
+        let (sent, error) = socket.borrow_mut().send_batch(
+            datagrams.chunks(segment_len),
+            self.defer_wakeups.get(),
+            |datagram, out| build(&headers, datagram, out),
+        );
+        SendReport { sent, error }
     }
 
     /// Takes the next frame from the sockets in turn; frames that fail the checks of
@@ -402,6 +467,87 @@ impl Underlay for AfxdpUnderlay {
         }
         Ok(None)
     }
+
+    /// Drains up to `blocks.len()` frames, one datagram per block, taking from the
+    /// sockets in rounds: each round gives every socket a share of what is left
+    /// (starting one socket further on every call), so a busy queue cannot starve the
+    /// others. Each socket's frames are taken, released and refilled as one batch.
+    /// Frames that fail the checks of [`frame`] are counted and skipped.
+    fn recv_segments(
+        &self,
+        buf: &mut [u8],
+        slot: usize,
+        blocks: &mut [Received],
+    ) -> io::Result<usize> {
+        let count = self.sockets.len();
+        if slot == 0 || count == 0 {
+            return Ok(0);
+        }
+        let want = blocks.len().min(buf.len() / slot);
+        let first = self.next_rx.get() % count;
+        self.next_rx.set(first + 1);
+        let share = (want / count).max(1);
+        let mut filled = 0;
+        let mut bad = 0;
+        while filled < want {
+            let mut taken = 0;
+            for turn in 0..count {
+                let left = want - filled;
+                if left == 0 {
+                    break;
+                }
+                let Some(socket) = self.sockets.get((first + turn) % count) else {
+                    continue;
+                };
+                let mut socket = socket.borrow_mut();
+                let took = socket.receive_batch(share.min(left), |frame| {
+                    let Ok((range, src)) = frame::parse(frame, self.local, self.port) else {
+                        bad += 1;
+                        return;
+                    };
+                    let payload = frame.get(range).unwrap_or_default();
+                    let len = payload.len().min(slot);
+                    let at = filled * slot;
+                    let (Some(to), Some(from), Some(block)) = (
+                        buf.get_mut(at..at + len),
+                        payload.get(..len),
+                        blocks.get_mut(filled),
+                    ) else {
+                        return;
+                    };
+                    to.copy_from_slice(from);
+                    *block = Received {
+                        len,
+                        segment_len: len,
+                        src,
+                    };
+                    filled += 1;
+                });
+                if took == 0 {
+                    socket.idle();
+                }
+                taken += took;
+            }
+            if taken == 0 {
+                break;
+            }
+        }
+        if bad > 0 {
+            self.count(|c| c.rx_bad_frames += bad);
+        }
+        Ok(filled)
+    }
+}
+
+/// Builds the frame of `datagram` in `out`; a datagram too long for a frame is
+/// `EMSGSIZE`, as from a UDP socket.
+fn build(headers: &OuterHeaders, datagram: &[u8], out: &mut [u8]) -> io::Result<usize> {
+    frame::build(headers, datagram, out).map_err(|e| match e {
+        crate::EncapError::BufferTooSmall { .. } | crate::EncapError::InnerTooLong(_) => {
+            io::Error::from_raw_os_error(libc::EMSGSIZE)
+        }
+        other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+    })
 }
 
 #[cfg(test)]
