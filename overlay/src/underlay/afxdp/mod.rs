@@ -468,11 +468,13 @@ impl Underlay for AfxdpUnderlay {
         Ok(None)
     }
 
-    /// Drains up to `blocks.len()` frames, one datagram per block, taking from the
-    /// sockets in rounds: each round gives every socket a share of what is left
-    /// (starting one socket further on every call), so a busy queue cannot starve the
-    /// others. Each socket's frames are taken, released and refilled as one batch.
-    /// Frames that fail the checks of [`frame`] are counted and skipped.
+    /// Drains the queues into up to `blocks.len()` blocks, taking from the sockets in
+    /// rounds of at most [`RX_SHARE`] frames each (starting one socket further on every
+    /// call), so a busy queue cannot starve the others; each socket's frames are
+    /// released and refilled as one batch. Like UDP GRO, consecutive datagrams from one
+    /// VTEP of one length share a block (a shorter one ends it), so a block carries up
+    /// to `slot` bytes of a TCP stream's segments. Frames that fail the checks of
+    /// [`frame`] are counted and skipped.
     fn recv_segments(
         &self,
         buf: &mut [u8],
@@ -483,59 +485,117 @@ impl Underlay for AfxdpUnderlay {
         if slot == 0 || count == 0 {
             return Ok(0);
         }
-        let want = blocks.len().min(buf.len() / slot);
+        let mut packer = Packer {
+            buf,
+            slot,
+            blocks,
+            filled: 0,
+            open: None,
+            bad: 0,
+        };
         let first = self.next_rx.get() % count;
         self.next_rx.set(first + 1);
-        let share = (want / count).max(1);
-        let mut filled = 0;
-        let mut bad = 0;
-        while filled < want {
+        let mut full = false;
+        while !full {
             let mut taken = 0;
             for turn in 0..count {
-                let left = want - filled;
-                if left == 0 {
-                    break;
-                }
                 let Some(socket) = self.sockets.get((first + turn) % count) else {
                     continue;
                 };
                 let mut socket = socket.borrow_mut();
-                let took = socket.receive_batch(share.min(left), |frame| {
-                    let Ok((range, src)) = frame::parse(frame, self.local, self.port) else {
-                        bad += 1;
-                        return;
-                    };
-                    let payload = frame.get(range).unwrap_or_default();
-                    let len = payload.len().min(slot);
-                    let at = filled * slot;
-                    let (Some(to), Some(from), Some(block)) = (
-                        buf.get_mut(at..at + len),
-                        payload.get(..len),
-                        blocks.get_mut(filled),
-                    ) else {
-                        return;
-                    };
-                    to.copy_from_slice(from);
-                    *block = Received {
-                        len,
-                        segment_len: len,
-                        src,
-                    };
-                    filled += 1;
+                let took = socket.receive_batch(RX_SHARE, |frame| {
+                    let took = packer.push(frame, self.local, self.port);
+                    full |= !took;
+                    took
                 });
-                if took == 0 {
+                if took == 0 && !full {
                     socket.idle();
                 }
                 taken += took;
+                if full {
+                    break;
+                }
             }
             if taken == 0 {
                 break;
             }
         }
-        if bad > 0 {
+        packer.close();
+        if packer.bad > 0 {
+            let bad = packer.bad;
             self.count(|c| c.rx_bad_frames += bad);
         }
-        Ok(filled)
+        Ok(packer.filled)
+    }
+}
+
+/// Frames [`AfxdpUnderlay::recv_segments`] takes from one queue before it turns to the
+/// next.
+const RX_SHARE: usize = 64;
+
+/// Packs received datagrams into the blocks of [`Underlay::recv_segments`].
+struct Packer<'a> {
+    buf: &'a mut [u8],
+    slot: usize,
+    blocks: &'a mut [Received],
+    /// Blocks done.
+    filled: usize,
+    /// The block being filled (index `filled`).
+    open: Option<Received>,
+    bad: u64,
+}
+
+impl Packer<'_> {
+    /// Puts the datagram of `frame` into the open block or a new one; false (frame
+    /// not taken) when every block is used. A frame that fails the checks is taken and
+    /// counted.
+    fn push(&mut self, frame: &[u8], local: Ipv4Addr, port: u16) -> bool {
+        let Ok((range, src)) = frame::parse(frame, local, port) else {
+            self.bad += 1;
+            return true;
+        };
+        let payload = frame.get(range).unwrap_or_default();
+        let len = payload.len();
+        if let Some(open) = self.open.as_mut() {
+            let joins = open.src == src
+                && open.len % open.segment_len.max(1) == 0
+                && len <= open.segment_len
+                && len > 0
+                && open.len + len <= self.slot;
+            if joins {
+                let at = self.filled * self.slot + open.len;
+                if let (Some(to), Some(from)) = (self.buf.get_mut(at..at + len), payload.get(..)) {
+                    to.copy_from_slice(from);
+                    open.len += len;
+                    return true;
+                }
+            }
+        }
+        self.close();
+        if self.filled >= self.blocks.len() || (self.filled + 1) * self.slot > self.buf.len() {
+            return false;
+        }
+        let len = len.min(self.slot);
+        let at = self.filled * self.slot;
+        if let (Some(to), Some(from)) = (self.buf.get_mut(at..at + len), payload.get(..len)) {
+            to.copy_from_slice(from);
+        }
+        self.open = Some(Received {
+            len,
+            segment_len: len,
+            src,
+        });
+        true
+    }
+
+    /// Ends the open block.
+    fn close(&mut self) {
+        if let Some(open) = self.open.take() {
+            if let Some(block) = self.blocks.get_mut(self.filled) {
+                *block = open;
+                self.filled += 1;
+            }
+        }
     }
 }
 

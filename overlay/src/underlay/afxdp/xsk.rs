@@ -149,32 +149,38 @@ impl Xsk {
             if let Some(read) = read.take() {
                 result = Some(read(frame));
             }
+            true
         });
         result
     }
 
     /// Takes up to `max` received frames, hands each to `read` in order, and gives them
     /// back to the kernel together: one release of the RX ring and one submit to the
-    /// fill ring for the whole batch. Returns how many frames it took (0 when the RX
+    /// fill ring for the whole batch. `read` returns false to leave its frame (and the
+    /// rest) in the ring for later. Returns how many frames it took (0 when the RX
     /// ring is empty).
-    pub fn receive_batch(&mut self, max: usize, mut read: impl FnMut(&[u8])) -> usize {
-        let count = self
+    pub fn receive_batch(&mut self, max: usize, mut read: impl FnMut(&[u8]) -> bool) -> usize {
+        let available = self
             .rx
             .available()
             .min(u32::try_from(max).unwrap_or(u32::MAX));
-        if count == 0 {
+        if available == 0 {
             return 0;
         }
         // The fill ring has room for all of them: it and the RX ring share the receive
         // frames. Checked anyway; a frame that does not fit is lost to receiving.
         let room = self.fill.free();
+        let mut taken = 0;
         let mut refilled = 0;
-        for i in 0..count {
-            let desc = self.rx.read(i);
+        while taken < available {
+            let desc = self.rx.read(taken);
             let len = usize::try_from(desc.len).unwrap_or(0);
             // An out-of-range descriptor (never from a sane kernel) reads as an empty
             // frame.
-            read(self.umem.get(desc.addr, len).unwrap_or_default());
+            if !read(self.umem.get(desc.addr, len).unwrap_or_default()) {
+                break;
+            }
+            taken += 1;
             // The frame goes back to the fill ring (its start: the kernel adds headroom).
             if refilled < room {
                 self.fill
@@ -182,9 +188,9 @@ impl Xsk {
                 refilled += 1;
             }
         }
-        self.rx.release(count);
+        self.rx.release(taken);
         self.fill.submit(refilled);
-        usize::try_from(count).unwrap_or(usize::MAX)
+        usize::try_from(taken).unwrap_or(usize::MAX)
     }
 
     /// Called when the RX ring is empty: wakes the driver if it waits for fill buffers,
