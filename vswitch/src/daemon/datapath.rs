@@ -269,6 +269,9 @@ impl Datapath {
                     self.ready.push_back(id);
                 }
             }
+            if let Some(overlay) = self.overlay.as_ref() {
+                overlay.underlay().flush_sends();
+            }
             let now = Instant::now();
             if now >= next_aging {
                 self.switch.age(now);

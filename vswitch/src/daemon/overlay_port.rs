@@ -322,6 +322,7 @@ fn transmit_segments<U: Underlay>(
         let reason = match error.kind() {
             io::ErrorKind::WouldBlock => DropReason::TxQueueFull,
             _ if error.raw_os_error() == Some(libc::EMSGSIZE) => DropReason::TooBig,
+            io::ErrorKind::HostUnreachable => DropReason::NoNeighbour,
             _ => DropReason::TxError,
         };
         for _ in sent..count {

@@ -91,7 +91,18 @@ impl NodeUnderlay {
     }
 
     fn afxdp(underlay: AfxdpUnderlay) -> NodeUnderlay {
+        // The data path calls `flush_sends` after every turn: one wake-up per batch.
+        underlay.defer_wakeups();
         NodeUnderlay::Afxdp(underlay, Cell::new(AfxdpCounters::default()))
+    }
+
+    /// From the data path after every turn of its loop: has the kernel send what the
+    /// turn queued (the AF_XDP underlay defers its wake-ups to here; the UDP socket
+    /// sent at once).
+    pub fn flush_sends(&self) {
+        if let NodeUnderlay::Afxdp(underlay, _) = self {
+            underlay.flush();
+        }
     }
 
     /// Once a second from the data path: pushes out queued AF_XDP sends, and adds the

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use crate::encap::{OuterHeaders, ETHERNET_HEADER_LEN};
 
-use super::Underlay;
+use super::{Received, SendReport, Underlay};
 use netlink::Netlink;
 use xsk::Xsk;
 
@@ -161,6 +161,9 @@ pub struct AfxdpUnderlay {
     next_hops: RefCell<HashMap<Ipv4Addr, [u8; 6]>>,
     next_hops_seen: Cell<u64>,
     counters: Cell<AfxdpCounters>,
+    /// Sends only queue their descriptors; the owner calls [`AfxdpUnderlay::flush`] at
+    /// the end of each batch.
+    defer_wakeups: Cell<bool>,
 }
 
 impl fmt::Debug for AfxdpUnderlay {
@@ -244,6 +247,7 @@ impl AfxdpUnderlay {
             next_hops: RefCell::new(HashMap::new()),
             next_hops_seen: Cell::new(0),
             counters: Cell::new(AfxdpCounters::default()),
+            defer_wakeups: Cell::new(false),
         })
     }
 
@@ -273,9 +277,19 @@ impl AfxdpUnderlay {
         }
     }
 
-    /// Pushes out send descriptors a wake-up left queued (the kernel answered "busy");
-    /// the data path calls it once a second, so a burst's tail cannot wait for the next
-    /// frame forever.
+    /// From now on [`Underlay::send`] and [`Underlay::send_segments`] only queue their
+    /// frames on the TX ring and wake the kernel only when a ring runs full: the caller
+    /// promises to call [`AfxdpUnderlay::flush`] at the end of every batch of sends, so
+    /// a batch of many single datagrams costs one wake-up (`sendto`) rather than one
+    /// each.
+    pub fn defer_wakeups(&self) {
+        self.defer_wakeups.set(true);
+    }
+
+    /// Wakes the kernel for send descriptors still queued: those a deferred send left
+    /// (see [`AfxdpUnderlay::defer_wakeups`]) or a wake-up the kernel answered "busy"
+    /// to. The data path calls it at the end of every batch and once a second, so a
+    /// burst's tail cannot wait for the next frame.
     pub fn flush(&self) {
         for socket in &self.sockets {
             socket.borrow_mut().flush();
@@ -288,6 +302,41 @@ impl AfxdpUnderlay {
             .iter()
             .map(|s| s.borrow().fd().as_raw_fd())
             .collect()
+    }
+
+    /// The outer headers to `dst` and the socket `src_port_hint` picks (so one flow
+    /// keeps one queue). An unknown next hop counts `datagrams` as `tx_no_neighbour`
+    /// and is `HostUnreachable`.
+    fn route(
+        &self,
+        dst: Ipv4Addr,
+        src_port_hint: u16,
+        datagrams: usize,
+    ) -> io::Result<(OuterHeaders, &RefCell<Xsk>)> {
+        let Some(dst_mac) = self.next_hop(dst) else {
+            let lost = u64::try_from(datagrams).unwrap_or(u64::MAX);
+            self.count(|c| c.tx_no_neighbour = c.tx_no_neighbour.saturating_add(lost));
+            return Err(io::Error::new(
+                io::ErrorKind::HostUnreachable,
+                format!("next hop of {dst} not resolved yet"),
+            ));
+        };
+        let headers = OuterHeaders {
+            src_mac: self.src_mac,
+            dst_mac,
+            src_ip: self.local,
+            dst_ip: dst,
+            src_port: src_port_hint,
+            dst_port: self.port,
+            ttl: TTL,
+            vni: 0,
+        };
+        let index = usize::from(src_port_hint) % self.sockets.len().max(1);
+        let socket = self
+            .sockets
+            .get(index)
+            .ok_or_else(|| io::Error::other("no AF_XDP socket"))?;
+        Ok((headers, socket))
     }
 
     fn count(&self, update: impl FnOnce(&mut AfxdpCounters)) {
@@ -335,35 +384,51 @@ impl Underlay for AfxdpUnderlay {
     /// one flow keeps one queue). An unknown next hop is resolved in the background;
     /// meanwhile the datagram is refused with `HostUnreachable`.
     fn send(&self, datagram: &[u8], dst: Ipv4Addr, src_port_hint: u16) -> io::Result<()> {
-        let Some(dst_mac) = self.next_hop(dst) else {
-            self.count(|c| c.tx_no_neighbour += 1);
-            return Err(io::Error::new(
-                io::ErrorKind::HostUnreachable,
-                format!("next hop of {dst} not resolved yet"),
-            ));
-        };
-        let headers = OuterHeaders {
-            src_mac: self.src_mac,
-            dst_mac,
-            src_ip: self.local,
-            dst_ip: dst,
-            src_port: src_port_hint,
-            dst_port: self.port,
-            ttl: TTL,
-            vni: 0,
-        };
-        let index = usize::from(src_port_hint) % self.sockets.len().max(1);
-        let Some(socket) = self.sockets.get(index) else {
-            return Err(io::Error::other("no AF_XDP socket"));
-        };
-        socket.borrow_mut().send(|out| {
-            frame::build(&headers, datagram, out).map_err(|e| match e {
-                crate::EncapError::BufferTooSmall { .. } | crate::EncapError::InnerTooLong(_) => {
-                    io::Error::from_raw_os_error(libc::EMSGSIZE)
-                }
-                other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
-            })
+        let (headers, socket) = self.route(dst, src_port_hint, 1)?;
+        socket.borrow_mut().send(self.defer_wakeups.get(), |out| {
+            build(&headers, datagram, out)
         })
+    }
+
+    /// Builds every datagram's frame in a send frame of the one socket `src_port_hint`
+    /// picks (one next-hop lookup for all), queues them on its TX ring together and
+    /// wakes the kernel once for the batch. When the send frames or the TX ring run
+    /// out, the report says how many went (`WouldBlock`).
+    fn send_segments(
+        &self,
+        datagrams: &[u8],
+        segment_len: usize,
+        dst: Ipv4Addr,
+        src_port_hint: u16,
+    ) -> SendReport {
+        if segment_len == 0 {
+            return SendReport {
+                sent: 0,
+                error: Some(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "segment length 0",
+                )),
+            };
+        }
+        let count = datagrams.len().div_ceil(segment_len);
+        if count == 0 {
+            return SendReport::default();
+        }
+        let (headers, socket) = match self.route(dst, src_port_hint, count) {
+            Ok(route) => route,
+            Err(error) => {
+                return SendReport {
+                    sent: 0,
+                    error: Some(error),
+                }
+            }
+        };
+        let (sent, error) = socket.borrow_mut().send_batch(
+            datagrams.chunks(segment_len),
+            self.defer_wakeups.get(),
+            |datagram, out| build(&headers, datagram, out),
+        );
+        SendReport { sent, error }
     }
 
     /// Takes the next frame from the sockets in turn; frames that fail the checks of
@@ -402,6 +467,147 @@ impl Underlay for AfxdpUnderlay {
         }
         Ok(None)
     }
+
+    /// Drains the queues into up to `blocks.len()` blocks, taking from the sockets in
+    /// rounds of at most [`RX_SHARE`] frames each (starting one socket further on every
+    /// call), so a busy queue cannot starve the others; each socket's frames are
+    /// released and refilled as one batch. Like UDP GRO, consecutive datagrams from one
+    /// VTEP of one length share a block (a shorter one ends it), so a block carries up
+    /// to `slot` bytes of a TCP stream's segments. Frames that fail the checks of
+    /// [`frame`] are counted and skipped.
+    fn recv_segments(
+        &self,
+        buf: &mut [u8],
+        slot: usize,
+        blocks: &mut [Received],
+    ) -> io::Result<usize> {
+        let count = self.sockets.len();
+        if slot == 0 || count == 0 {
+            return Ok(0);
+        }
+        let mut packer = Packer {
+            buf,
+            slot,
+            blocks,
+            filled: 0,
+            open: None,
+            bad: 0,
+        };
+        let first = self.next_rx.get() % count;
+        self.next_rx.set(first + 1);
+        let mut full = false;
+        while !full {
+            let mut taken = 0;
+            for turn in 0..count {
+                let Some(socket) = self.sockets.get((first + turn) % count) else {
+                    continue;
+                };
+                let mut socket = socket.borrow_mut();
+                let took = socket.receive_batch(RX_SHARE, |frame| {
+                    let took = packer.push(frame, self.local, self.port);
+                    full |= !took;
+                    took
+                });
+                if took == 0 && !full {
+                    socket.idle();
+                }
+                taken += took;
+                if full {
+                    break;
+                }
+            }
+            if taken == 0 {
+                break;
+            }
+        }
+        packer.close();
+        if packer.bad > 0 {
+            let bad = packer.bad;
+            self.count(|c| c.rx_bad_frames += bad);
+        }
+        Ok(packer.filled)
+    }
+}
+
+/// Frames [`AfxdpUnderlay::recv_segments`] takes from one queue before it turns to the
+/// next.
+const RX_SHARE: usize = 64;
+
+/// Packs received datagrams into the blocks of [`Underlay::recv_segments`].
+struct Packer<'a> {
+    buf: &'a mut [u8],
+    slot: usize,
+    blocks: &'a mut [Received],
+    /// Blocks done.
+    filled: usize,
+    /// The block being filled (index `filled`).
+    open: Option<Received>,
+    bad: u64,
+}
+
+impl Packer<'_> {
+    /// Puts the datagram of `frame` into the open block or a new one; false (frame
+    /// not taken) when every block is used. A frame that fails the checks is taken and
+    /// counted.
+    fn push(&mut self, frame: &[u8], local: Ipv4Addr, port: u16) -> bool {
+        let Ok((range, src)) = frame::parse(frame, local, port) else {
+            self.bad += 1;
+            return true;
+        };
+        let payload = frame.get(range).unwrap_or_default();
+        let len = payload.len();
+        if let Some(open) = self.open.as_mut() {
+            let joins = open.src == src
+                && open.len % open.segment_len.max(1) == 0
+                && len <= open.segment_len
+                && len > 0
+                && open.len + len <= self.slot;
+            if joins {
+                let at = self.filled * self.slot + open.len;
+                if let (Some(to), Some(from)) = (self.buf.get_mut(at..at + len), payload.get(..)) {
+                    to.copy_from_slice(from);
+                    open.len += len;
+                    return true;
+                }
+            }
+        }
+        self.close();
+        if self.filled >= self.blocks.len() || (self.filled + 1) * self.slot > self.buf.len() {
+            return false;
+        }
+        let len = len.min(self.slot);
+        let at = self.filled * self.slot;
+        if let (Some(to), Some(from)) = (self.buf.get_mut(at..at + len), payload.get(..len)) {
+            to.copy_from_slice(from);
+        }
+        self.open = Some(Received {
+            len,
+            segment_len: len,
+            src,
+        });
+        true
+    }
+
+    /// Ends the open block.
+    fn close(&mut self) {
+        if let Some(open) = self.open.take() {
+            if let Some(block) = self.blocks.get_mut(self.filled) {
+                *block = open;
+                self.filled += 1;
+            }
+        }
+    }
+}
+
+/// Builds the frame of `datagram` in `out`; a datagram too long for a frame is
+/// `EMSGSIZE`, as from a UDP socket.
+fn build(headers: &OuterHeaders, datagram: &[u8], out: &mut [u8]) -> io::Result<usize> {
+    frame::build(headers, datagram, out).map_err(|e| match e {
+        crate::EncapError::BufferTooSmall { .. } | crate::EncapError::InnerTooLong(_) => {
+            io::Error::from_raw_os_error(libc::EMSGSIZE)
+        }
+        other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+    })
 }
 
 #[cfg(test)]

@@ -484,6 +484,20 @@ impl<T: Copy> Ring<T> {
     }
 }
 
+/// Moves the calling thread (only it) into the network namespace at `path` (tests that
+/// make devices in namespaces of their own).
+#[cfg(test)]
+pub fn enter_netns(path: &str) -> io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    // SAFETY: setns reads only the descriptor, which `file` keeps open for the call;
+    // CLONE_NEWNET changes only the calling thread.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Which ring to map.
 #[derive(Debug, Clone, Copy)]
 pub enum RingKind {

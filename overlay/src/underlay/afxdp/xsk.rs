@@ -23,6 +23,8 @@ pub const KERNEL_HEADROOM: u32 = 256;
 pub const MAX_FRAME: usize = (FRAME_SIZE - KERNEL_HEADROOM) as usize;
 
 const RX_FRAMES: u32 = FRAMES / 2;
+/// Frames the kernel sends per wake-up in copy mode (`TX_BATCH_SIZE` in net/xdp/xsk.c).
+const KERNEL_TX_BATCH: u32 = 32;
 const RING_SIZE: u32 = FRAMES / 2;
 
 /// `sxdp_flags`.
@@ -141,22 +143,54 @@ impl Xsk {
     /// Takes the next received frame, hands it to `read`, and gives the frame back to
     /// the kernel. `None` when the RX ring is empty.
     pub fn receive<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        if self.rx.available() == 0 {
-            return None;
+        let mut read = Some(read);
+        let mut result = None;
+        self.receive_batch(1, |frame| {
+            if let Some(read) = read.take() {
+                result = Some(read(frame));
+            }
+            true
+        });
+        result
+    }
+
+    /// Takes up to `max` received frames, hands each to `read` in order, and gives them
+    /// back to the kernel together: one release of the RX ring and one submit to the
+    /// fill ring for the whole batch. `read` returns false to leave its frame (and the
+    /// rest) in the ring for later. Returns how many frames it took (0 when the RX
+    /// ring is empty).
+    pub fn receive_batch(&mut self, max: usize, mut read: impl FnMut(&[u8]) -> bool) -> usize {
+        let available = self
+            .rx
+            .available()
+            .min(u32::try_from(max).unwrap_or(u32::MAX));
+        if available == 0 {
+            return 0;
         }
-        let desc = self.rx.read(0);
-        self.rx.release(1);
-        let len = usize::try_from(desc.len).unwrap_or(0);
-        // An out-of-range descriptor (never from a sane kernel) reads as an empty frame.
-        let result = read(self.umem.get(desc.addr, len).unwrap_or_default());
-        // The frame goes back to the fill ring (its start: the kernel adds headroom).
-        // The fill ring has room: it and the RX ring share the receive frames.
-        if self.fill.free() > 0 {
-            self.fill
-                .write(0, desc.addr - desc.addr % u64::from(FRAME_SIZE));
-            self.fill.submit(1);
+        // The fill ring has room for all of them: it and the RX ring share the receive
+        // frames. Checked anyway; a frame that does not fit is lost to receiving.
+        let room = self.fill.free();
+        let mut taken = 0;
+        let mut refilled = 0;
+        while taken < available {
+            let desc = self.rx.read(taken);
+            let len = usize::try_from(desc.len).unwrap_or(0);
+            // An out-of-range descriptor (never from a sane kernel) reads as an empty
+            // frame.
+            if !read(self.umem.get(desc.addr, len).unwrap_or_default()) {
+                break;
+            }
+            taken += 1;
+            // The frame goes back to the fill ring (its start: the kernel adds headroom).
+            if refilled < room {
+                self.fill
+                    .write(refilled, desc.addr - desc.addr % u64::from(FRAME_SIZE));
+                refilled += 1;
+            }
         }
-        Some(result)
+        self.rx.release(taken);
+        self.fill.submit(refilled);
+        usize::try_from(taken).unwrap_or(usize::MAX)
     }
 
     /// Called when the RX ring is empty: wakes the driver if it waits for fill buffers,
@@ -170,54 +204,94 @@ impl Xsk {
         }
     }
 
-    /// Builds a frame of at most `max_len` bytes with `write` (which returns its length
-    /// or an error) in a free send frame and queues it for transmission.
+    /// Builds a frame with `write` (which returns its length or an error) in a free
+    /// send frame and queues it for transmission; wakes the kernel unless `defer`.
     ///
     /// # Errors
     /// `WouldBlock` when every send frame is in flight; the error `write` returns.
-    pub fn send(&mut self, write: impl FnOnce(&mut [u8]) -> io::Result<usize>) -> io::Result<()> {
+    pub fn send(
+        &mut self,
+        defer: bool,
+        write: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        let mut write = Some(write);
+        let (_, error) = self.send_batch(std::iter::once(()), defer, |(), out| {
+            write
+                .take()
+                .map_or_else(|| Err(io::Error::other("written twice")), |w| w(out))
+        });
+        error.map_or(Ok(()), Err)
+    }
+
+    /// Builds one frame per item of `items` with `write` (which returns the frame's
+    /// length or an error) in free send frames, queues them on the TX ring together
+    /// (one submit) and wakes the kernel once for the batch, unless `defer` (then
+    /// only when the ring or the free frames run out mid-batch; the caller
+    /// [`Xsk::flush`]es later). Stops at the first item that cannot go.
+    ///
+    /// Returns how many frames were queued, from the first, and the error that stopped
+    /// the rest: `WouldBlock` when every send frame is in flight or the TX ring is
+    /// full, or the error `write` returns.
+    pub fn send_batch<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        defer: bool,
+        mut write: impl FnMut(T, &mut [u8]) -> io::Result<usize>,
+    ) -> (usize, Option<io::Error>) {
         self.reap();
-        if self.free_tx.is_empty() {
-            self.kick();
-            self.reap();
-        }
-        let Some(addr) = self.free_tx.pop() else {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "every AF_XDP send frame is in flight",
-            ));
-        };
-        let written = self
-            .umem
-            .get_mut(addr, MAX_FRAME)
-            .ok_or_else(|| io::Error::other("send frame outside the UMEM"))
-            .and_then(write);
-        let len = match written {
-            Ok(len) => len,
-            Err(error) => {
-                self.free_tx.push(addr);
-                return Err(error);
+        let mut sent = 0;
+        let mut pending = 0u32;
+        let mut error = None;
+        for item in items {
+            if self.free_tx.is_empty() || self.tx.free() <= pending {
+                // Out of room: publish what is written, have the kernel send it, take
+                // back what it completed, and look again.
+                self.tx.submit(pending);
+                pending = 0;
+                self.kick();
+                self.reap();
+                if self.free_tx.is_empty() || self.tx.free() == 0 {
+                    error = Some(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "every AF_XDP send frame is in flight",
+                    ));
+                    break;
+                }
             }
-        };
-        if self.tx.free() == 0 {
-            self.free_tx.push(addr);
-            self.kick();
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "AF_XDP TX ring full",
-            ));
+            let Some(addr) = self.free_tx.pop() else {
+                break;
+            };
+            let written = self
+                .umem
+                .get_mut(addr, MAX_FRAME)
+                .ok_or_else(|| io::Error::other("send frame outside the UMEM"))
+                .and_then(|out| write(item, out))
+                .and_then(|len| u32::try_from(len).map_err(io::Error::other));
+            match written {
+                Ok(len) => {
+                    self.tx.write(
+                        pending,
+                        libc::xdp_desc {
+                            addr,
+                            len,
+                            options: 0,
+                        },
+                    );
+                    pending += 1;
+                    sent += 1;
+                }
+                Err(e) => {
+                    self.free_tx.push(addr);
+                    error = Some(e);
+                    break;
+                }
+            }
         }
-        self.tx.write(
-            0,
-            libc::xdp_desc {
-                addr,
-                len: u32::try_from(len).map_err(io::Error::other)?,
-                options: 0,
-            },
-        );
-        self.tx.submit(1);
-        self.kick();
-        Ok(())
+        self.tx.submit(pending);
+        if !defer && self.tx.outstanding() > 0 {
+            self.kick();
+        }
+        (sent, error)
     }
 
     /// Wakes the kernel when send descriptors are still queued.
@@ -238,12 +312,13 @@ impl Xsk {
     }
 
     /// Wakes the kernel to send what the TX ring holds. In copy mode the kernel sends at
-    /// most a batch per call and answers `EAGAIN` when more is left, so a few tries.
+    /// most [`KERNEL_TX_BATCH`] frames per call and answers `EAGAIN` when more is left,
+    /// so as many tries as a full ring takes (a deferred batch may have filled it).
     fn kick(&mut self) {
         if !self.tx.needs_wakeup() && self.zero_copy {
             return;
         }
-        for _ in 0..16 {
+        for _ in 0..RING_SIZE / KERNEL_TX_BATCH + 2 {
             match self.socket.kick_tx() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // ENOBUFS/EBUSY: the device queue is full; the descriptors stay queued
