@@ -284,6 +284,15 @@ impl Proxy {
                         continue;
                     };
                     let mut registry = live.lock().expect("proxy registry");
+                    // Checked again under the lock `cut` drains under: a connection
+                    // accepted while the proxy was being cut would otherwise be missed by
+                    // the drain and carry on through the partition.
+                    if cut.load(Ordering::SeqCst) {
+                        drop(registry);
+                        let _ = down.shutdown(Shutdown::Both);
+                        let _ = up.shutdown(Shutdown::Both);
+                        continue;
+                    }
                     for s in [&down, &up] {
                         if let Ok(clone) = s.try_clone() {
                             registry.push(clone);
@@ -311,8 +320,9 @@ impl Proxy {
 
     /// Drops every connection through the proxy and refuses new ones.
     pub fn cut(&self) {
+        let mut live = self.live.lock().expect("proxy registry");
         self.cut.store(true, Ordering::SeqCst);
-        for s in self.live.lock().expect("proxy registry").drain(..) {
+        for s in live.drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
