@@ -24,6 +24,13 @@ use crate::netns::Netns;
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long to wait after tshark says it is capturing.
 const SETTLE: Duration = Duration::from_millis(500);
+/// How long a packet can sit in the kernel's capture ring before dumpcap gets it: libpcap
+/// hands packets over a block at a time, a block being retired when full or after
+/// dumpcap's read timeout (250 ms), and a dumpcap stopped by SIGINT does not drain the
+/// block still open. Measured here: a packet 100 ms before the SIGINT is lost, one 200 ms
+/// before is kept. [`Capture::stop`] waits this long first, so what a test sent before
+/// it stopped the capture is in the file.
+const HAND_OVER: Duration = Duration::from_millis(600);
 /// How long tshark may take to exit after SIGINT.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long reading a capture file back may take.
@@ -125,14 +132,18 @@ impl Capture {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Stops it (SIGINT, SIGKILL after 10 s) and waits for it; the file is complete then.
-    /// Stopping a stopped capture does nothing.
+    /// Stops it (after [`HAND_OVER`], SIGINT; SIGKILL after 10 s more) and waits for it;
+    /// the file then holds every packet that passed before the call. Stopping a stopped
+    /// capture does nothing.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
         if matches!(child.try_wait(), Ok(Some(_))) {
             return;
+        }
+        if !thread::panicking() {
+            thread::sleep(HAND_OVER);
         }
         // `ip netns exec` execs tshark, so the child is tshark itself.
         let _ = crate::sys::send_signal(child.id(), libc::SIGINT);

@@ -81,9 +81,15 @@ fn assert_blocked(prober: &mut Prober, proto: Proto, ip: Ipv4Addr, port: u16, wh
     );
 }
 
-/// Polls `ip:port` every [`POLL`] (each attempt waiting [`TRY`]) until it is answered
-/// (`answered`) or times out (`!answered`). Returns how long after `since` the first
-/// attempt that showed it *started*, or `None` if none did before `since + within`.
+/// Polls `ip:port` every [`POLL`] until it is answered (`answered`) or times out
+/// (`!answered`). Returns how long after `since` the first attempt that showed it
+/// *started*, or `None` if none did before `since + within`.
+///
+/// An answer within [`TRY`] proves "answered"; a silence proves "blocked" only when it
+/// lasts as long as [`assert_blocked`]'s ([`PROBE`], past the first SYN retransmission):
+/// on a loaded machine an allowed connection can take longer than [`TRY`], and a poll
+/// that took that for the policy being in force would fail the `assert_blocked` after
+/// it. Timing from the attempt's start keeps the measured interval the same.
 fn poll_until(
     prober: &mut Prober,
     proto: Proto,
@@ -98,7 +104,7 @@ fn poll_until(
         if started > within {
             return None;
         }
-        let seen = probe(prober, proto, ip, port, TRY);
+        let seen = probe(prober, proto, ip, port, if answered { TRY } else { PROBE });
         let done = if answered {
             seen.answered()
         } else {

@@ -399,7 +399,7 @@ mod tests {
     use super::*;
     use crate::sys::netns::run_in_netns;
     use crate::sys::tap::{Tap, VNET_HDR_LEN};
-    use crate::sys::test_support::{wait_until_gone, TestNetns};
+    use crate::sys::test_support::{attach_when_free, wait_until_gone, TestNetns};
 
     const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 5);
     const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
@@ -533,7 +533,7 @@ mod tests {
         let link = ns.ip(&["link", "show", "eth0"]);
         assert!(link.contains(" mtu 1400 "), "{link}");
         run_in_netns(ns.path(), || {
-            let tap = Tap::attach("eth0", false).unwrap();
+            let tap = attach_when_free("eth0");
             // A restarted daemon configures again: that is idempotent on a live device
             // and keeps the default route.
             set_mac("eth0", mac).unwrap();

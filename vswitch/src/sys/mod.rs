@@ -423,6 +423,24 @@ pub(crate) mod test_support {
         }
     }
 
+    /// Attaches to the single-queue TAP `name` once no other descriptor holds it (at most
+    /// two seconds). The fd a test closed can live on for a moment in a child another test
+    /// thread forks (it holds a copy of every fd until it execs), and while it does the
+    /// kernel refuses a second queue with `EBUSY`; a test that re-attaches at once would
+    /// then fail only when the machine is busy.
+    pub(crate) fn attach_when_free(name: &str) -> crate::sys::tap::Tap {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match crate::sys::tap::Tap::attach(name, false) {
+                Err(crate::sys::SysError::InterfaceBusy(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(err) => panic!("attach {name}: {err}"),
+                Ok(tap) => return tap,
+            }
+        }
+    }
+
     impl Drop for TestNetns {
         fn drop(&mut self) {
             let out = Command::new("ip")

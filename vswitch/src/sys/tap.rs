@@ -293,7 +293,7 @@ mod tests {
     use super::*;
     use crate::sys::iface;
     use crate::sys::netns::run_in_netns;
-    use crate::sys::test_support::{wait_until_gone, TestNetns};
+    use crate::sys::test_support::{attach_when_free, wait_until_gone, TestNetns};
 
     #[test]
     fn offloads_from_flags() {
@@ -441,7 +441,7 @@ mod tests {
                 iface::exists("eth0").unwrap(),
                 "a persistent TAP outlives its fd"
             );
-            let tap = Tap::attach("eth0", false).unwrap();
+            let tap = attach_when_free("eth0");
             assert_eq!(tap.name(), "eth0");
             tap.set_persist(false).unwrap();
             assert!(iface::exists("eth0").unwrap());

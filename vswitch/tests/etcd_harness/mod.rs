@@ -239,14 +239,35 @@ impl Drop for Etcd {
     }
 }
 
-/// Two ports free on 127.0.0.1 right now.
+/// Two ports free on 127.0.0.1 right now, taken from below the kernel's ephemeral range.
+///
+/// An etcd that is killed and restarted must get its ports back. A port the kernel hands
+/// out (`bind` to port 0, or the source port of any `connect`, e.g. another test's client)
+/// could be taken by someone else while etcd is down, and the restart would then fail;
+/// ports below `ip_local_port_range` are never handed out, and this process goes through
+/// them in order (from an offset of its pid, for other processes), never twice.
 fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    (
-        a.local_addr().expect("local address").port(),
-        b.local_addr().expect("local address").port(),
-    )
+    static NEXT_PORT: AtomicUsize = AtomicUsize::new(0);
+    const SPAN: usize = 8000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32768);
+    let low = ephemeral_low.saturating_sub(SPAN).max(1024);
+    let span = ephemeral_low.saturating_sub(low).max(1);
+    let offset = std::process::id() as usize * 97;
+    let mut found = Vec::new();
+    for _ in 0..span {
+        let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(low + (offset + n) % span).expect("a port below 65536");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            found.push(port);
+            if let [a, b] = found[..] {
+                return (a, b);
+            }
+        }
+    }
+    panic!("no two free ports on 127.0.0.1 in {low}..{ephemeral_low}");
 }
 
 /// A TCP proxy on 127.0.0.1 in front of one upstream port, which can cut every connection
@@ -284,6 +305,15 @@ impl Proxy {
                         continue;
                     };
                     let mut registry = live.lock().expect("proxy registry");
+                    // Checked again under the lock `cut` drains under: a connection
+                    // accepted while the proxy was being cut would otherwise be missed by
+                    // the drain and carry on through the partition.
+                    if cut.load(Ordering::SeqCst) {
+                        drop(registry);
+                        let _ = down.shutdown(Shutdown::Both);
+                        let _ = up.shutdown(Shutdown::Both);
+                        continue;
+                    }
                     for s in [&down, &up] {
                         if let Ok(clone) = s.try_clone() {
                             registry.push(clone);
@@ -311,8 +341,9 @@ impl Proxy {
 
     /// Drops every connection through the proxy and refuses new ones.
     pub fn cut(&self) {
+        let mut live = self.live.lock().expect("proxy registry");
         self.cut.store(true, Ordering::SeqCst);
-        for s in self.live.lock().expect("proxy registry").drain(..) {
+        for s in live.drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
