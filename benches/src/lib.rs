@@ -58,22 +58,7 @@ pub fn udp_frame(
     let udp_len = ip_len.saturating_sub(20); // what follows the 20-byte IPv4 header
 
     let mut frame = Vec::with_capacity(frame_len);
-    frame.extend_from_slice(&dst.octets());
-    frame.extend_from_slice(&src.octets());
-    frame.extend_from_slice(&0x0800u16.to_be_bytes());
-
-    let [l0, l1] = ip_len.to_be_bytes();
-    let [s0, s1, s2, s3] = src_ip.octets();
-    let [d0, d1, d2, d3] = dst_ip.octets();
-    // Version 4, IHL 5; id 1, DF; TTL 64, UDP; checksum filled in below.
-    let mut ip: [u8; IPV4_HEADER_LEN] = [
-        0x45, 0, l0, l1, 0, 1, 0x40, 0, 64, 17, 0, 0, s0, s1, s2, s3, d0, d1, d2, d3,
-    ];
-    let [c0, c1] = internet_checksum(&ip).to_be_bytes();
-    if let Some(checksum) = ip.get_mut(10..12) {
-        checksum.copy_from_slice(&[c0, c1]);
-    }
-    frame.extend_from_slice(&ip);
+    push_ethernet_ipv4(&mut frame, [dst, src], [src_ip, dst_ip], ip_len, 17);
 
     frame.extend_from_slice(&40000u16.to_be_bytes());
     frame.extend_from_slice(&8080u16.to_be_bytes());
@@ -81,6 +66,33 @@ pub fn udp_frame(
     frame.extend_from_slice(&[0, 0]);
     frame.resize(frame_len, 0);
     frame
+}
+
+/// Appends an Ethernet header (`[dst, src]`, IPv4) and a 20-byte IPv4 header
+/// (`[src, dst]` addresses, total length `ip_len`, id 1, DF, TTL 64, `protocol`) with a
+/// valid header checksum to `frame`.
+fn push_ethernet_ipv4(
+    frame: &mut Vec<u8>,
+    [dst, src]: [MacAddr; 2],
+    [src_ip, dst_ip]: [Ipv4Addr; 2],
+    ip_len: u16,
+    protocol: u8,
+) {
+    frame.extend_from_slice(&dst.octets());
+    frame.extend_from_slice(&src.octets());
+    frame.extend_from_slice(&0x0800u16.to_be_bytes());
+    let [l0, l1] = ip_len.to_be_bytes();
+    let [s0, s1, s2, s3] = src_ip.octets();
+    let [d0, d1, d2, d3] = dst_ip.octets();
+    // Version 4, IHL 5; id 1, DF; TTL 64; checksum filled in below.
+    let mut ip: [u8; IPV4_HEADER_LEN] = [
+        0x45, 0, l0, l1, 0, 1, 0x40, 0, 64, protocol, 0, 0, s0, s1, s2, s3, d0, d1, d2, d3,
+    ];
+    let [c0, c1] = internet_checksum(&ip).to_be_bytes();
+    if let Some(checksum) = ip.get_mut(10..12) {
+        checksum.copy_from_slice(&[c0, c1]);
+    }
+    frame.extend_from_slice(&ip);
 }
 
 /// Length of a TCP header without options.
@@ -102,21 +114,7 @@ pub fn tcp_frame(
     let ip_len = u16::try_from(IPV4_HEADER_LEN + TCP_HEADER_LEN + payload).unwrap_or(u16::MAX);
     let tcp_len = ip_len.saturating_sub(20);
     let mut frame = Vec::with_capacity(ETHERNET_HEADER_LEN + usize::from(ip_len));
-    frame.extend_from_slice(&dst.octets());
-    frame.extend_from_slice(&src.octets());
-    frame.extend_from_slice(&0x0800u16.to_be_bytes());
-    let [l0, l1] = ip_len.to_be_bytes();
-    let [s0, s1, s2, s3] = src_ip.octets();
-    let [d0, d1, d2, d3] = dst_ip.octets();
-    // Version 4, IHL 5; id 1, DF; TTL 64, TCP; checksum filled in below.
-    let mut ip: [u8; IPV4_HEADER_LEN] = [
-        0x45, 0, l0, l1, 0, 1, 0x40, 0, 64, 6, 0, 0, s0, s1, s2, s3, d0, d1, d2, d3,
-    ];
-    let [c0, c1] = internet_checksum(&ip).to_be_bytes();
-    if let Some(checksum) = ip.get_mut(10..12) {
-        checksum.copy_from_slice(&[c0, c1]);
-    }
-    frame.extend_from_slice(&ip);
+    push_ethernet_ipv4(&mut frame, [dst, src], [src_ip, dst_ip], ip_len, 6);
     let tcp_start = frame.len();
     frame.extend_from_slice(&40000u16.to_be_bytes());
     frame.extend_from_slice(&5201u16.to_be_bytes());
