@@ -168,3 +168,14 @@ pub fn port_container_ids(show: &Value) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A string field of a JSON object, such as one of `show --json`.
+///
+/// # Panics
+/// When `value` has no string field `key`.
+pub fn str_field<'a>(value: &'a Value, key: &str) -> &'a str {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string `{key}` in {value}"))
+}

@@ -66,7 +66,7 @@ pub use capture::{count as capture_count, is_set, read_fields, require_tshark, C
 pub use cluster::{Cluster, ClusterBuilder, Node, StoreKind, FABRIC_ADDRESS, UNDERLAY_PREFIX_LEN};
 pub use cmd::{run, run_ok, run_timeout, Finished};
 pub use cni::{netconf, with_prev_result, CniOutput, CniRequest};
-pub use ctl::{port_by_container, port_container_ids, ports, Ctl};
+pub use ctl::{port_by_container, port_container_ids, ports, str_field, Ctl};
 pub use daemon::{Daemon, DaemonConfig};
 pub use echo::udp_source_seen;
 pub use env::{bin, bin_dir, next_id, preflight, require_root};
@@ -85,7 +85,7 @@ pub use netns::Netns;
 pub use pod::{Pod, PodSpec};
 pub use probe::{ConnId, PortServer, Probe, Prober};
 pub use tempdir::TempDir;
-pub use traffic::{ping, ping_all, ping_within, tcp_transfer, TcpReport};
+pub use traffic::{assert_ping_within, ping, ping_all, ping_within, tcp_transfer, TcpReport};
 pub use vxlan_probe::{
     arp_request, format_mac, icmp_echo, internet_checksum, parse_arp, parse_mac, send_datagrams,
     vxlan_datagram, vxlan_datagram_with_flags, vxlan_header, Arp, Received, FLAG_I,

@@ -80,6 +80,18 @@ pub fn ping_within(from: &Netns, ip: Ipv4Addr, within: Duration) -> bool {
     }
 }
 
+/// Asserts that `ip` answers pings from `from` within `within`; `what` names the check.
+///
+/// # Panics
+/// When it does not.
+pub fn assert_ping_within(from: &Netns, ip: Ipv4Addr, within: Duration, what: &str) {
+    assert!(
+        ping_within(from, ip, within),
+        "{what}: {ip} does not answer ping from {} within {within:?}",
+        from.name()
+    );
+}
+
 /// The receiving end: accepts one connection, reads to EOF, prints byte count and SHA-256.
 const SERVER: &str = r"
 import hashlib, socket, sys

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vswitch_e2e::{
-    arp_request, icmp_echo, inject, parse_mac, ping_within, port_by_container, run_timeout, Burst,
-    Cluster, Netns, Node, Pod,
+    arp_request, assert_ping_within, icmp_echo, inject, parse_mac, port_by_container, run_timeout,
+    Burst, Cluster, Netns, Node, Pod,
 };
 
 /// How long a healthy data path may take to answer a ping (ARP included).
@@ -34,11 +34,7 @@ const FLOOD_BURST: f64 = 200.0;
 const EMSGSIZE: i32 = 90;
 
 fn assert_ping(from: &Netns, ip: Ipv4Addr, what: &str) {
-    assert!(
-        ping_within(from, ip, PING_WITHIN),
-        "{what}: {ip} does not answer ping from {} within {PING_WITHIN:?}",
-        from.name()
-    );
+    assert_ping_within(from, ip, PING_WITHIN, what);
 }
 
 /// The `show --json` port of `pod`.

@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vswitch_e2e::{
-    arp_request, capture_count, devices_of_kind, icmp_echo, is_set, mac_for_ip, parse_arp,
-    parse_mac, ping_all, ping_within, read_fields, require_tshark, run_timeout, send_datagrams,
-    subnet_contains, tcp_transfer, udp_source_seen, vxlan_datagram, vxlan_datagram_with_flags,
-    Capture, Cluster, FabricHost, KernelNode, Netns, Node, Pod, VXLAN_PORT,
+    arp_request, assert_ping_within, capture_count, devices_of_kind, icmp_echo, is_set, mac_for_ip,
+    parse_arp, parse_mac, ping_all, read_fields, require_tshark, run_timeout, send_datagrams,
+    str_field, subnet_contains, tcp_transfer, udp_source_seen, vxlan_datagram,
+    vxlan_datagram_with_flags, Capture, Cluster, FabricHost, KernelNode, Netns, Node, Pod,
+    VXLAN_PORT,
 };
 
 /// The VNI the daemons use by default.
@@ -40,19 +41,7 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// Asserts that `ip` answers pings from `from`.
 fn assert_ping(from: &Netns, ip: Ipv4Addr, what: &str) {
-    assert!(
-        ping_within(from, ip, PING_WITHIN),
-        "{what}: {ip} does not answer ping from {} within {PING_WITHIN:?}",
-        from.name()
-    );
-}
-
-/// A string field of a JSON object.
-fn str_field<'a>(value: &'a Value, key: &str) -> &'a str {
-    value
-        .get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("no string `{key}` in {value}"))
+    assert_ping_within(from, ip, PING_WITHIN, what);
 }
 
 /// The `peers` list of `show --json`.

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use vswitch_e2e::{
-    add_placeholder_link, default_route, devices_of_kind, ipv4_addresses, is_tap, link, mac_for_ip,
-    parse_cidr, ping_within, port_by_container, port_container_ids, ports, preflight,
-    subnet_contains, tcp_transfer, Cluster, CniRequest, Netns, Node, Pod, PodSpec,
+    add_placeholder_link, assert_ping_within, default_route, devices_of_kind, ipv4_addresses,
+    is_tap, link, mac_for_ip, parse_cidr, ping_within, port_by_container, port_container_ids,
+    ports, preflight, str_field, subnet_contains, tcp_transfer, Cluster, CniRequest, Netns, Node,
+    Pod, PodSpec,
 };
 
 /// A few MB for the TCP checks.
@@ -25,19 +26,7 @@ const RECOVERY_WITHIN: Duration = Duration::from_secs(10);
 
 /// Asserts that `ip` answers pings from `from`.
 fn assert_ping(from: &Netns, ip: Ipv4Addr, what: &str) {
-    assert!(
-        ping_within(from, ip, PING_WITHIN),
-        "{what}: {ip} does not answer ping from {} within {PING_WITHIN:?}",
-        from.name()
-    );
-}
-
-/// A string field of a JSON object.
-fn str_field<'a>(value: &'a Value, key: &str) -> &'a str {
-    value
-        .get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("no string `{key}` in {value}"))
+    assert_ping_within(from, ip, PING_WITHIN, what);
 }
 
 /// A counter of a port (`counters.<key>`).

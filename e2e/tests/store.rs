@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vswitch_e2e::{
-    bin, ipv4_addresses, ping_all, ping_within, port_by_container, run_timeout, subnet_contains,
-    Cluster, Finished, Netns, Node, Pod, StoreKind,
+    assert_ping_within, bin, ipv4_addresses, ping_all, port_by_container, run_timeout, str_field,
+    subnet_contains, Cluster, Finished, Netns, Node, Pod, StoreKind,
 };
 
 /// How long a healthy overlay may take to answer a first ping (ARP included).
@@ -62,23 +62,6 @@ fn cluster(nodes: usize, store: StoreKind) -> Cluster {
         .store(store)
         .start_together()
         .build()
-}
-
-/// Asserts that `ip` answers pings from `from`.
-fn assert_ping(from: &Netns, ip: Ipv4Addr, within: Duration, what: &str) {
-    assert!(
-        ping_within(from, ip, within),
-        "{what}: {ip} does not answer ping from {} within {within:?}",
-        from.name()
-    );
-}
-
-/// A string field of a JSON object.
-fn str_field<'a>(value: &'a Value, key: &str) -> &'a str {
-    value
-        .get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("no string `{key}` in {value}"))
 }
 
 /// The peer names of `show --json`.
@@ -386,8 +369,8 @@ fn etcd_outage_keeps_the_data_path_and_cni_working() {
     let a = node1.add_pod("default", "a");
     let d = node1.add_pod("default", "d");
     let b = node2.add_pod("default", "b");
-    assert_ping(&a.netns, b.ip, PING_WITHIN, "a → b before the outage");
-    assert_ping(&b.netns, d.ip, PING_WITHIN, "b → d before the outage");
+    assert_ping_within(&a.netns, b.ip, PING_WITHIN, "a → b before the outage");
+    assert_ping_within(&b.netns, d.ip, PING_WITHIN, "b → d before the outage");
     let (show, ok, _) = wait_show(node1, PROPAGATION_BOUND, |s| {
         health_state(s) == "connected" && !behind(s)
     });
@@ -436,13 +419,13 @@ fn etcd_outage_keeps_the_data_path_and_cni_working() {
         port_by_container(&shown, &c.container_id).is_some(),
         "node1 does not list c after its ADD: {shown}"
     );
-    assert_ping(
+    assert_ping_within(
         &c.netns,
         a.ip,
         PING_WITHIN,
         "c → a (same node) during the outage",
     );
-    assert_ping(
+    assert_ping_within(
         &a.netns,
         c.ip,
         PING_WITHIN,
@@ -517,7 +500,7 @@ fn etcd_outage_keeps_the_data_path_and_cni_working() {
         a.container_id,
         b.container_id
     );
-    assert_ping(
+    assert_ping_within(
         &b.netns,
         c.ip,
         PING_WITHIN,
@@ -543,7 +526,7 @@ fn daemon_killed_and_restarted_keeps_subnet_and_pods() {
     let (node1, node2) = (cluster.node(1), cluster.node(2));
     let a = node1.add_pod("default", "a");
     let b = node2.add_pod("default", "b");
-    assert_ping(&a.netns, b.ip, PING_WITHIN, "a → b before the crash");
+    assert_ping_within(&a.netns, b.ip, PING_WITHIN, "a → b before the crash");
     let subnet = node1.subnet();
     let listed = listed_address(node1, &a);
     let on_interface = ipv4_addresses(&a.netns, a.ifname());
@@ -562,13 +545,13 @@ fn daemon_killed_and_restarted_keeps_subnet_and_pods() {
         on_interface,
         "a's interface addresses after a restart"
     );
-    assert_ping(
+    assert_ping_within(
         &a.netns,
         b.ip,
         RECOVERY_WITHIN,
         "a → b after node1's restart",
     );
-    assert_ping(
+    assert_ping_within(
         &b.netns,
         a.ip,
         RECOVERY_WITHIN,
@@ -597,7 +580,7 @@ fn daemon_killed_and_restarted_keeps_subnet_and_pods() {
         subnet,
         "node1's subnet after the old lease ran out"
     );
-    assert_ping(
+    assert_ping_within(
         &b.netns,
         a.ip,
         PING_WITHIN,
