@@ -262,18 +262,25 @@ impl EtcdStore {
     ) -> Result<(T, Option<TxnResponse>), WriteError> {
         for _ in 0..MAX_ATTEMPTS {
             self.ensure_connected()?;
-            let outcome = plan(self.shared.lock().view())?;
+            let (outcome, planned_at) = {
+                let locked = self.shared.lock();
+                (plan(locked.view())?, locked.cache().data_revision())
+            };
             let (plan, value) = match outcome {
                 Outcome::Unchanged(value) => return Ok((value, None)),
                 Outcome::Write(plan, value) => (plan, value),
             };
             let resp = self.run(&plan)?;
-            let revision = resp.header().map_or(0, |h| h.revision());
-            let changed_keys = resp.succeeded() && changed_anything(&plan, &resp);
-            self.shared.wait_for(revision, CALL_TIMEOUT, changed_keys);
             if resp.succeeded() {
+                let revision = resp.header().map_or(0, |h| h.revision());
+                let changed_keys = changed_anything(&plan, &resp);
+                self.shared.wait_for(revision, CALL_TIMEOUT, changed_keys);
                 return Ok((value, Some(resp)));
             }
+            // A guard failed: a key under the prefix changed after the data the plan was
+            // made from, so its event is on the way. Plan again once it is here (not on
+            // a progress notification, which etcd before 3.4.25 can send ahead of it).
+            self.shared.wait_for_data_after(planned_at, CALL_TIMEOUT);
         }
         Err(WriteError::Store(StoreError::Unavailable(format!(
             "{what}: the cluster store changed under this write {MAX_ATTEMPTS} times in a row; retry"

@@ -4,8 +4,13 @@
 //! and keeps it current from a watch started right after that read ([`Cache::apply`]).
 //!
 //! Invariants:
-//! - `revision` is the etcd revision the cache is complete up to: every change to the
-//!   prefix at or below it is in the cache. It never goes down.
+//! - `data_revision` is the newest revision the cache holds data of (a full read or watch
+//!   events, which etcd delivers in order): the cache is exactly the prefix as of it.
+//!   Write guards are planned against it.
+//! - `revision` is the etcd revision the cache is complete up to by etcd's word: also
+//!   moved by progress notifications. etcd before 3.4.25 can send one ahead of events it
+//!   has not delivered, so it serves waits for a write to be visible, never a guard.
+//!   Neither goes down.
 //! - `generation` changes exactly when what the reads return changes: a put that rewrites
 //!   a value with an equal record (a node record re-attached to a new lease, an object
 //!   applied again) and every change to a subnet reservation (its last-seen time is

@@ -227,6 +227,28 @@ impl Shared {
         }
     }
 
+    /// Waits until the cache holds data newer than `revision` (a watch event or a full
+    /// read after it), at most `limit`, or until the store is lost. Returns whether it got
+    /// there.
+    pub fn wait_for_data_after(&self, revision: i64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if state.cache.data_revision() > revision {
+                return true;
+            }
+            let now = Instant::now();
+            if state.lost.is_some() || now >= deadline {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
     fn update(&self, f: impl FnOnce(&mut State)) {
         f(&mut self.lock().guard);
         self.changed.notify_all();

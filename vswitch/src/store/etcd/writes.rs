@@ -8,7 +8,10 @@
 //!
 //! Invariants the plans keep (with their guards):
 //! - A subnet is handed out only when no reservation overlaps it ([`Guard::NoNewReservation`]
-//!   makes the transaction fail if any reservation was created after the cache's revision),
+//!   makes the transaction fail if any reservation was created after the newest revision
+//!   the cache holds data of; never after a revision only a progress notification vouched
+//!   for, since etcd before 3.4.25 can send one ahead of events it has not delivered, and
+//!   a planner would then hand out a block another node took a moment ago),
 //!   except an expired one, which is then reclaimed in the same transaction: its key is
 //!   overwritten or deleted ([`Guard::Unchanged`] on it), its owner's node record must still
 //!   be gone ([`Guard::Absent`]), and its owner's pods are removed.
@@ -230,7 +233,7 @@ pub fn lease(
                 .ok_or(StoreError::ClusterFull { cidr: cluster })?;
             let key = subnet_key(subnet);
             plan.guards
-                .push(Guard::NoNewReservation(view.cache.revision()));
+                .push(Guard::NoNewReservation(view.cache.data_revision()));
             for r in expired
                 .into_iter()
                 .filter(|r| overlaps(r.record.subnet, subnet))
@@ -328,7 +331,7 @@ pub fn put_static(
         return Ok(Outcome::Unchanged(()));
     }
     plan.guards
-        .push(Guard::NoNewReservation(view.cache.revision()));
+        .push(Guard::NoNewReservation(view.cache.data_revision()));
     plan.guards.push(view.node_guard(name)?);
     plan.put(key, encode(&reservation)?, 0);
     plan.put(node_key(name), encode(&record)?, 0);
@@ -343,7 +346,7 @@ pub fn put_static(
 pub fn remove_node(view: View<'_>, name: &str) -> Result<(Plan, usize), StoreError> {
     let mut plan = Plan::default();
     plan.guards
-        .push(Guard::NoNewReservation(view.cache.revision()));
+        .push(Guard::NoNewReservation(view.cache.data_revision()));
     plan.ops.push(Op::Delete(node_key(name)));
     for r in view.cache.reservations()? {
         if r.record.owner == name {
@@ -705,6 +708,34 @@ mod tests {
         };
         assert!(s.run(one));
         assert!(!s.run(two));
+    }
+
+    /// etcd before 3.4.25 can send a progress notification ahead of an event it has not
+    /// delivered yet. A planner whose cache was advanced by one must not vouch for the
+    /// reservation it has not seen: the plan fails instead of taking the same block.
+    #[test]
+    fn a_progress_notification_does_not_vouch_for_unseen_reservations() {
+        let mut s = Pretend::new();
+        s.lease("x", NOW_MS).unwrap();
+        // b's cache: the store after x joined, then a progress notification that runs
+        // ahead of the event of a's join.
+        let mut behind = Cache::new("/t/");
+        behind.reset(s.kvs.values().cloned().collect(), s.revision);
+        s.lease("a", NOW_MS).unwrap();
+        behind.advance(s.revision);
+        let view = View {
+            cache: &behind,
+            now_ms: NOW_MS,
+            grace_ms: GRACE_MS,
+        };
+        let Outcome::Write(plan, b) =
+            lease(view, "b", ip("10.0.0.2"), net("10.244.0.0/16"), 24, 7).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(b.subnet, net("10.244.1.0/24"), "b did not see a's block");
+        assert!(!s.run(plan), "the guard must catch the block a took");
+        assert_eq!(s.lease("b", NOW_MS).unwrap().subnet, net("10.244.2.0/24"));
     }
 
     #[test]
