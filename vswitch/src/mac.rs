@@ -6,8 +6,17 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 /// A 48-bit Ethernet address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct MacAddr(pub [u8; 6]);
+
+impl std::hash::Hash for MacAddr {
+    /// One 64-bit write (the derived hash writes a length and then six bytes: two rounds
+    /// of the hasher, on every frame's MAC learning and lookup).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let [a, b, c, d, e, f] = self.0;
+        state.write_u64(u64::from_le_bytes([a, b, c, d, e, f, 0, 0]));
+    }
+}
 
 impl MacAddr {
     /// ff:ff:ff:ff:ff:ff

@@ -22,7 +22,6 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -89,38 +88,27 @@ impl Flow {
     }
 
     fn key(self) -> (Key, bool) {
-        let forward = (self.src, self.src_port) <= (self.dst, self.dst_port);
-        let (low, high) = if forward {
-            ((self.src, self.src_port), (self.dst, self.dst_port))
-        } else {
-            ((self.dst, self.dst_port), (self.src, self.src_port))
-        };
-        (
-            Key {
-                low,
-                high,
-                protocol: self.protocol,
-            },
-            forward,
-        )
+        let end = |ip: Ipv4Addr, port: u16| (u64::from(ip.to_bits()) << 16) | u64::from(port);
+        let (src, dst) = (end(self.src, self.src_port), end(self.dst, self.dst_port));
+        let forward = src <= dst;
+        let (low, high) = if forward { (src, dst) } else { (dst, src) };
+        let low = low | (u64::from(self.protocol) << 48);
+        (Key((u128::from(low) << 64) | u128::from(high)), forward)
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Key {
-    low: (Ipv4Addr, u16),
-    high: (Ipv4Addr, u16),
-    protocol: u8,
-}
+/// A connection's key, the same both ways: the lower (address, port) end with the
+/// protocol, then the higher end, packed into one 128-bit word, so building, hashing
+/// (one write) and comparing a key are a few register operations on every packet.
+/// Packing is one-to-one: address and port take 48 bits of each half, the protocol 8
+/// more of the low half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key(u128);
 
-impl Hash for Key {
-    /// The key packed into one 128-bit word and hashed with one write (field by field
-    /// is five rounds of the hasher, on every packet). Packing is one-to-one: address
-    /// and port take 48 bits of each half, the protocol 8 more of the low half.
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let end = |(ip, port): (Ipv4Addr, u16)| (u64::from(ip.to_bits()) << 16) | u64::from(port);
-        let low = end(self.low) | (u64::from(self.protocol) << 48);
-        state.write_u128((u128::from(low) << 64) | u128::from(end(self.high)));
+impl Key {
+    fn protocol(self) -> u8 {
+        // Bits 48..56 of the low half, which is the word's upper 64 bits.
+        u8::try_from((self.0 >> 112) & 0xff).unwrap_or(0)
     }
 }
 
@@ -296,7 +284,7 @@ impl ConnTrack {
         let config = self.config;
         self.entries.retain(|key, entry| {
             now.saturating_duration_since(entry.last_seen)
-                <= timeout_for(&config, key.protocol, entry.state)
+                <= timeout_for(&config, key.protocol(), entry.state)
         });
         before - self.entries.len()
     }

@@ -31,7 +31,7 @@
 //! The `tx_*` counters are the caller's.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +44,7 @@ use super::flood_limit::{FloodBucket, FloodRate};
 use super::mac_table::{Learned, Location, MacTable};
 use super::policy_gate::{NewFlowPolicy, PolicyGate};
 use super::port::{Port, PortConfig, PortId, PortKind};
+use super::port_table::PortTable;
 use super::stats::{DropReason, PortStats};
 
 /// How the switch is sized.
@@ -116,7 +117,7 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Switch {
     config: SwitchConfig,
-    ports: BTreeMap<PortId, Port>,
+    ports: PortTable<Port>,
     macs: MacTable,
     addresses: HashMap<Ipv4Addr, MacAddr>,
     gate: PolicyGate,
@@ -132,7 +133,7 @@ impl Switch {
     pub fn new(config: SwitchConfig) -> Switch {
         Switch {
             config,
-            ports: BTreeMap::new(),
+            ports: PortTable::new(),
             macs: MacTable::with_location_bound(
                 config.mac_capacity,
                 config.mac_per_port,
@@ -172,29 +173,29 @@ impl Switch {
 
     /// Detaches port `id` and forgets every MAC learned (or pinned) on it.
     pub fn remove_port(&mut self, id: PortId) {
-        if self.ports.remove(&id).is_some() {
+        if self.ports.remove(id).is_some() {
             self.macs.remove_port(id);
         }
     }
 
     /// The attached ports, in increasing order.
     pub fn port_ids(&self) -> impl Iterator<Item = PortId> + '_ {
-        self.ports.keys().copied()
+        self.ports.ids()
     }
 
     /// The configuration of port `id`.
     pub fn port_config(&self, id: PortId) -> Option<&PortConfig> {
-        self.ports.get(&id).map(|port| &port.config)
+        self.ports.get(id).map(|port| &port.config)
     }
 
     /// The ports a frame from `ingress` floods to: all but `ingress`, in increasing order.
     pub fn flood_ports(&self, ingress: PortId) -> impl Iterator<Item = PortId> + '_ {
-        self.ports.keys().copied().filter(move |&id| id != ingress)
+        self.ports.ids().filter(move |&id| id != ingress)
     }
 
     /// The counters of port `id`.
     pub fn stats(&self, id: PortId) -> Option<&Arc<PortStats>> {
-        self.ports.get(&id).map(|port| &port.stats)
+        self.ports.get(id).map(|port| &port.stats)
     }
 
     /// Records that `mac` holds `ip` (a pod or a gateway anywhere in the cluster): ARP
@@ -320,7 +321,7 @@ impl Switch {
         frame: &[u8],
         reply: &mut [u8],
     ) -> Verdict {
-        let Some(port) = self.ports.get(&ingress) else {
+        let Some(port) = self.ports.get(ingress) else {
             self.unknown_port_drops = self.unknown_port_drops.saturating_add(1);
             return Verdict::Drop(DropReason::UnknownPort);
         };
@@ -328,7 +329,7 @@ impl Switch {
             .record_rx(u64::try_from(frame.len()).unwrap_or(u64::MAX));
         let config = port.config;
         let verdict = self.forward(now, ingress, from, &config, frame, reply);
-        if let Some(port) = self.ports.get(&ingress) {
+        if let Some(port) = self.ports.get(ingress) {
             match verdict {
                 Verdict::Drop(reason) => port.stats.record_drop(reason),
                 Verdict::Reply { .. } => port.stats.record_arp_reply(),
@@ -359,7 +360,7 @@ impl Switch {
         let evictions = self.macs.location_evictions();
         let learned = self.macs.learn(info.src, from, now);
         if self.macs.location_evictions() != evictions {
-            if let Some(port) = self.ports.get(&ingress) {
+            if let Some(port) = self.ports.get(ingress) {
                 port.stats.record_mac_eviction();
             }
         }
@@ -416,7 +417,7 @@ impl Switch {
         let to_pod = match to {
             Some(Location::Port(port)) => self
                 .ports
-                .get(&port)
+                .get(port)
                 .is_some_and(|p| p.config.kind == PortKind::Pod),
             _ => false,
         };
@@ -434,7 +435,7 @@ impl Switch {
         let admitted = match from {
             Location::Port(_) => self
                 .ports
-                .get_mut(&ingress)
+                .get_mut(ingress)
                 .is_none_or(|port| port.flood.admit(rate, now)),
             Location::Vtep(vtep) => {
                 let room = self.vtep_buckets.len() < MAX_VTEP_BUCKETS;

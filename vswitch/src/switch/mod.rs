@@ -20,6 +20,7 @@ pub mod forwarding;
 pub mod mac_table;
 pub mod policy_gate;
 pub mod port;
+mod port_table;
 pub mod stats;
 
 #[cfg(test)]
