@@ -174,25 +174,33 @@ impl FlowHasher {
         FlowHasher(0)
     }
 
-    fn write_u32(&mut self, word: u32) {
-        self.0 = (self.0.rotate_left(5) ^ u64::from(word)).wrapping_mul(Self::MULTIPLIER);
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::MULTIPLIER);
     }
 
+    fn write_u32(&mut self, word: u32) {
+        self.write_u64(u64::from(word));
+    }
+
+    /// Eight bytes a round (each round waits for the one before, so fewer rounds is what
+    /// makes the hash fast).
     fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(4);
+        let mut words = bytes.chunks_exact(8);
         for word in &mut words {
-            if let Ok(word) = <[u8; 4]>::try_from(word) {
-                self.write_u32(u32::from_be_bytes(word));
+            if let Ok(word) = <[u8; 8]>::try_from(word) {
+                self.write_u64(u64::from_be_bytes(word));
             }
         }
-        let mut last = [0u8; 4];
         let remainder = words.remainder();
         if !remainder.is_empty() {
+            // The bytes in front, their count in the last byte (always free, as at most
+            // seven bytes remain): "ab" and "ab\0" hash apart.
+            let mut last = [0u8; 8];
             for (slot, byte) in last.iter_mut().zip(remainder) {
                 *slot = *byte;
             }
-            // The length keeps "ab" and "ab\0" apart.
-            self.write_u32(u32::from_be_bytes(last) ^ 0x8000_0000);
+            last[7] = u8::try_from(remainder.len()).unwrap_or(0);
+            self.write_u64(u64::from_be_bytes(last));
         }
     }
 

@@ -25,6 +25,7 @@ pub struct PacketFlow {
 /// The flow of the IPv4 packet starting at `ip` (its header and what follows), or
 /// `None` when it is too short to say (a truncated transport header). Later fragments
 /// carry no ports: their flow has ports 0.
+#[inline]
 pub fn packet_flow(ip: &[u8]) -> Option<PacketFlow> {
     let (src, dst, protocol, l4, first_fragment) = ipv4_parts(ip)?;
     let mut flow = Flow {

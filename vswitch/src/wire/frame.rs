@@ -151,6 +151,7 @@ pub struct FrameInfo {
 ///
 /// # Errors
 /// A [`FrameError`] saying which header is truncated or bogus.
+#[inline]
 pub fn classify(frame: &[u8]) -> Result<FrameInfo, FrameError> {
     let eth = Ethernet2Slice::from_slice_without_fcs(frame).map_err(|_| FrameError::Truncated)?;
     let dst = MacAddr(eth.destination());
