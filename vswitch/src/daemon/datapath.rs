@@ -269,7 +269,8 @@ impl Datapath {
                     self.ready.push_back(id);
                 }
             }
-            if let Some(overlay) = self.overlay.as_ref() {
+            if let Some(overlay) = self.overlay.as_mut() {
+                overlay.flush();
                 overlay.underlay().flush_sends();
             }
             let now = Instant::now();

@@ -274,6 +274,8 @@ impl Node {
         let len = frame.len();
         self.frame[..len].copy_from_slice(frame);
         self.forward(port, len);
+        // The end of a data-path turn: queued datagrams go.
+        self.overlay.flush();
     }
 
     /// Takes every datagram queued for this node off the mesh; returns how many.
@@ -287,6 +289,7 @@ impl Node {
                 .recv_blocks(&mut self.rx, &mut self.blocks)
                 .expect("the memory underlay does not fail");
             if filled == 0 {
+                self.overlay.flush();
                 return taken;
             }
             for index in 0..filled {
