@@ -14,9 +14,8 @@
 //! stream of small UDP datagrams), sent as one batch (one UDP GSO `sendmsg`) when a
 //! datagram that does not fit the run comes, when the run is full, before any other
 //! send (so a flow keeps its order), and at the end of every data-path turn
-//! ([`OverlayPort::flush`]). Broadcast,
-//! multicast and unknown unicast go to every peer VTEP (head-end replication),
-//! segmented once.
+//! ([`OverlayPort::flush`]). Broadcast, multicast and unknown unicast go to every peer
+//! VTEP (head-end replication), segmented once.
 //!
 //! Receiving: the data path reads blocks of datagrams ([`OverlayPort::recv_blocks`]: one
 //! `recvmmsg`, with UDP GRO many datagrams a block) and checks each with
@@ -253,8 +252,8 @@ impl<U: Underlay> OverlayPort<U> {
     }
 
     /// Sends `frame` (a virtio-net header, then an Ethernet frame) to `vtep`. The
-    /// buffer's header bytes are overwritten. A plain frame may wait in the run until
-    /// [`OverlayPort::flush`].
+    /// buffer's header bytes are overwritten. A frame that makes one datagram may wait
+    /// in the run until [`OverlayPort::flush`].
     pub fn unicast(&mut self, frame: &mut [u8], vtep: Ipv4Addr) {
         self.send(frame, Some(vtep));
     }
@@ -290,12 +289,13 @@ impl<U: Underlay> OverlayPort<U> {
                     .push(datagram, vtep, hint, &self.underlay, &self.stats),
                 None => {
                     self.flush();
-                    self.transmit_one(datagram, None, hint);
+                    for &vtep in &self.peers {
+                        transmit(&self.underlay, &self.stats, datagram, vtep, hint);
+                    }
                 }
             }
             return;
         }
-
         // Segments packed back to back behind their VXLAN headers: the layout of one
         // UDP GSO send.
         let full_len = match segment_len(ethernet, offload) {
@@ -349,18 +349,6 @@ impl<U: Underlay> OverlayPort<U> {
             None => {
                 for &vtep in &self.peers {
                     transmit_segments(&self.underlay, &self.stats, datagrams, stride, vtep, hint);
-                }
-            }
-        }
-    }
-
-    /// Sends one datagram to `to`, or to every peer VTEP when `to` is `None`.
-    fn transmit_one(&self, datagram: &[u8], to: Option<Ipv4Addr>, hint: u16) {
-        match to {
-            Some(vtep) => transmit(&self.underlay, &self.stats, datagram, vtep, hint),
-            None => {
-                for &vtep in &self.peers {
-                    transmit(&self.underlay, &self.stats, datagram, vtep, hint);
                 }
             }
         }
