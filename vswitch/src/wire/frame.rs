@@ -219,6 +219,11 @@ fn classify_arp(payload: &[u8]) -> Result<ArpInfo, FrameError> {
     })
 }
 
+// Inlined into `classify` (and so into the switch): called apart, it returned its result
+// through the stack and the caller's first read of it stalled on store forwarding, which
+// perf showed as the costliest instruction of a frame's decision (pipeline/tx_64B 67 ->
+// 56 ns, rx_64B 62 -> 50 ns).
+#[inline(always)]
 fn classify_ipv4(payload: &[u8]) -> Result<L3Info, FrameError> {
     let header = Ipv4HeaderSlice::from_slice(payload).map_err(|err| match err {
         ipv4::HeaderSliceError::Len(_) => FrameError::Truncated,
