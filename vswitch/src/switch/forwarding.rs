@@ -160,6 +160,7 @@ impl Switch {
             config,
             stats,
             flood: FloodBucket::new(),
+            mac_slot: usize::MAX,
         };
         if self.ports.insert(id, port).is_some() {
             self.macs.remove_port(id);
@@ -167,7 +168,12 @@ impl Switch {
         if config.enforces_security() && config.mac.is_unicast() {
             // A table full of pinned entries cannot take this one; the port still works,
             // it just is not protected from MAC theft.
-            let _pinned = self.macs.pin(config.mac, Location::Port(id));
+            if self.macs.pin(config.mac, Location::Port(id)) {
+                let slot = self.macs.slot_of(config.mac);
+                if let Some(port) = self.ports.get_mut(id) {
+                    port.mac_slot = slot;
+                }
+            }
         }
     }
 
@@ -327,8 +333,13 @@ impl Switch {
         };
         port.stats
             .record_rx(u64::try_from(frame.len()).unwrap_or(u64::MAX));
-        let config = port.config;
-        let verdict = self.forward(now, ingress, from, &config, frame, reply);
+        let at = Ingress {
+            port: ingress,
+            from,
+            config: port.config,
+            mac_slot: port.mac_slot,
+        };
+        let verdict = self.forward(now, &at, frame, reply);
         if let Some(port) = self.ports.get(ingress) {
             match verdict {
                 Verdict::Drop(reason) => port.stats.record_drop(reason),
@@ -339,15 +350,13 @@ impl Switch {
         verdict
     }
 
-    fn forward(
-        &mut self,
-        now: Instant,
-        ingress: PortId,
-        from: Location,
-        config: &PortConfig,
-        frame: &[u8],
-        reply: &mut [u8],
-    ) -> Verdict {
+    fn forward(&mut self, now: Instant, at: &Ingress, frame: &[u8], reply: &mut [u8]) -> Verdict {
+        let Ingress {
+            port: ingress,
+            from,
+            ref config,
+            mac_slot,
+        } = *at;
         let Ok(info) = classify(frame) else {
             return Verdict::Drop(DropReason::Malformed);
         };
@@ -358,7 +367,7 @@ impl Switch {
             return Verdict::Drop(DropReason::PortSecurity);
         }
         let evictions = self.macs.location_evictions();
-        let learned = self.macs.learn(info.src, from, now);
+        let learned = self.macs.learn_hinted(mac_slot, info.src, from, now);
         if self.macs.location_evictions() != evictions {
             if let Some(port) = self.ports.get(ingress) {
                 port.stats.record_mac_eviction();
@@ -484,6 +493,19 @@ impl Switch {
         }
         write_arp_reply(arp, owner, reply).ok()
     }
+}
+
+/// Where a frame came in, as [`Switch::forward`] needs it.
+#[derive(Debug, Clone, Copy)]
+struct Ingress {
+    /// The local port it was read from (the overlay port for a frame from a VTEP).
+    port: PortId,
+    /// Where its source MAC lives: that port, or the sending VTEP.
+    from: Location,
+    /// The port's configuration.
+    config: PortConfig,
+    /// The port's hint for its pinned MAC ([`Port`]'s `mac_slot`).
+    mac_slot: usize,
 }
 
 /// True when sending to `to` would return a frame to where it came from.

@@ -269,6 +269,35 @@ impl MacTable {
         Learned::New
     }
 
+    /// As [`MacTable::learn`], but first looks at slot `hint` (from [`MacTable::slot_of`]):
+    /// when it still holds `mac` pinned at `location`, the entry is refreshed without
+    /// hashing the MAC. That is every frame of a pod port with port security (its own MAC
+    /// is pinned to it). A stale hint (the entry was removed, moved or its slot reused)
+    /// costs nothing but the check: the frame is learned as [`MacTable::learn`] would.
+    #[inline]
+    pub fn learn_hinted(
+        &mut self,
+        hint: usize,
+        mac: MacAddr,
+        location: Location,
+        now: Instant,
+    ) -> Learned {
+        if let Some(slot) = self.slots.get_mut(hint) {
+            // Only a live pinned entry has `pinned` set: a freed slot is cleared of it.
+            if slot.pinned && slot.mac == mac && slot.location == location {
+                slot.last_seen = Some(now);
+                return Learned::Refreshed;
+            }
+        }
+        self.learn(mac, location, now)
+    }
+
+    /// The slot holding `mac`'s entry, as a hint for [`MacTable::learn_hinted`];
+    /// `usize::MAX` (a hint that never matches) when `mac` has none.
+    pub fn slot_of(&self, mac: MacAddr) -> usize {
+        self.index.get(&mac).copied().unwrap_or(NIL)
+    }
+
     /// Installs a static entry: `mac` lives at `location` for good (until removed). An
     /// existing entry for `mac` becomes that static entry, keeping its last-seen time.
     /// Returns false when the table is full of pinned entries and `mac` had none.
@@ -751,6 +780,57 @@ mod tests {
         check_list(&table);
         assert!(table.remove(mac(4)));
         assert_eq!(table.learn(mac(5), Location::Port(5), t0), Learned::New);
+        check_list(&table);
+    }
+
+    #[test]
+    fn a_hinted_learn_is_a_learn() {
+        let t0 = Instant::now();
+        let mut table = MacTable::new(4, AGING);
+        assert!(table.pin(mac(1), Location::Port(1)));
+        let hint = table.slot_of(mac(1));
+        assert_ne!(hint, NIL);
+        assert_eq!(table.slot_of(mac(2)), NIL);
+        // The hint's own port: refreshed, and the time is kept (fdb shows it).
+        assert_eq!(
+            table.learn_hinted(hint, mac(1), Location::Port(1), secs(t0, 5)),
+            Learned::Refreshed
+        );
+        assert_eq!(
+            table.entry(mac(1)).and_then(|e| e.last_seen),
+            Some(secs(t0, 5))
+        );
+        // Another port claiming the pinned MAC: the conflict a plain learn reports.
+        assert_eq!(
+            table.learn_hinted(hint, mac(1), Location::Port(2), t0),
+            Learned::Conflict {
+                pinned: Location::Port(1)
+            }
+        );
+        // The entry gone and its slot reused by another MAC: the stale hint neither
+        // refreshes the other entry nor hides that mac(1) is unknown now.
+        assert!(table.remove(mac(1)));
+        assert_eq!(table.learn(mac(2), Location::Port(1), t0), Learned::New);
+        assert_eq!(table.slot_of(mac(2)), hint);
+        assert_eq!(
+            table.learn_hinted(hint, mac(1), Location::Port(1), t0),
+            Learned::New
+        );
+        assert_eq!(table.lookup(mac(2), t0), Some(Location::Port(1)));
+        check_list(&table);
+        // Pinned elsewhere since (the store placed it behind a VTEP): a conflict again.
+        let vtep = Location::Vtep(Ipv4Addr::new(192, 168, 0, 2));
+        assert!(table.pin(mac(1), vtep));
+        let moved = table.slot_of(mac(1));
+        assert_eq!(
+            table.learn_hinted(moved, mac(1), Location::Port(1), t0),
+            Learned::Conflict { pinned: vtep }
+        );
+        // A hint that was never one.
+        assert_eq!(
+            table.learn_hinted(NIL, mac(3), Location::Port(3), t0),
+            Learned::New
+        );
         check_list(&table);
     }
 

@@ -776,3 +776,59 @@ fn flood_rate_zero_means_no_limit() {
         assert_eq!(decide(&mut switch, t0, POD_A, &storm), Verdict::Flood);
     }
 }
+
+#[test]
+fn a_secured_pod_keeps_its_rules_when_its_mac_entry_changes() {
+    // The switch refreshes a secured pod's own MAC through the slot it was pinned in;
+    // whatever happens to that entry, the pod's frames are decided as before.
+    let mut switch = four_ports();
+    let t0 = Instant::now();
+    let to_h = udp(H, A, IP_A, IP_H);
+    let later = t0 + Duration::from_secs(7);
+    assert_eq!(
+        decide(&mut switch, t0, HOST, &udp(A, H, IP_H, IP_A)),
+        Verdict::Unicast(Location::Port(POD_A))
+    );
+    assert_eq!(
+        decide(&mut switch, later, POD_A, &to_h),
+        Verdict::Unicast(Location::Port(HOST))
+    );
+    let idle = |switch: &Switch, now| {
+        switch
+            .fdb(now)
+            .into_iter()
+            .find(|&(mac, _, _)| mac == A)
+            .map(|(_, _, idle)| idle)
+    };
+    assert_eq!(
+        idle(&switch, later + Duration::from_secs(3)),
+        Some(Duration::from_secs(3))
+    );
+    // The cluster store places A's MAC behind a VTEP (the same MAC on another node):
+    // A's frames are a conflict now, as for any other port.
+    let vtep = Ipv4Addr::new(192, 168, 0, 2);
+    assert!(switch.set_remote_station(A, vtep));
+    assert_eq!(
+        decide(&mut switch, later, POD_A, &to_h),
+        Verdict::Drop(DropReason::MacConflict)
+    );
+    assert_eq!(stats(&switch, POD_A).drops(DropReason::MacConflict), 1);
+    // Its port attached again: pinned again (in whatever slot), forwarded again.
+    assert!(switch.remove_remote_station(A, vtep));
+    switch.remove_port(POD_A);
+    decide(&mut switch, t0, POD_C, &udp(H, M, IP_M, IP_H));
+    switch.add_port(POD_A, pod(A, IP_A, true), Arc::default());
+    assert_eq!(
+        decide(&mut switch, later, POD_A, &to_h),
+        Verdict::Unicast(Location::Port(HOST))
+    );
+    assert_eq!(
+        switch.mac_table().lookup(M, t0),
+        Some(Location::Port(POD_C))
+    );
+    // Another port still cannot take A's MAC.
+    assert_eq!(
+        decide(&mut switch, later, POD_C, &to_h),
+        Verdict::Drop(DropReason::MacConflict)
+    );
+}
