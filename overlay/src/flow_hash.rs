@@ -55,11 +55,14 @@ pub fn source_port(inner_frame: &[u8]) -> u16 {
 }
 
 fn hash_frame(frame: &[u8], hasher: &mut FlowHasher) {
-    let Some(macs) = frame.get(..12) else {
+    let (Some(head), Some(tail)) = (read_u64(frame, 0), read_u32(frame, 8)) else {
         hasher.write(frame);
         return;
     };
-    hasher.write(macs);
+    // The two MACs: destination and the first two source bytes, then the last four
+    // source bytes with the EtherType (after the tags), so an untagged frame costs two
+    // rounds for its Ethernet header.
+    hasher.write_u64(head);
     let mut offset = 12;
     let mut ethertype = read_u16(frame, offset);
     for _ in 0..MAX_VLAN_TAGS {
@@ -67,12 +70,14 @@ fn hash_frame(frame: &[u8], hasher: &mut FlowHasher) {
             break;
         }
         // The tag control information (priority and VLAN id).
-        hasher.write_u32(u32::from(read_u16(frame, offset + 2).unwrap_or(0)));
+        hasher.write_u64(u64::from(read_u16(frame, offset + 2).unwrap_or(0)));
         offset += 4;
         ethertype = read_u16(frame, offset);
     }
+    // A frame cut inside its type field hashes as "no EtherType" (bit 16 clear).
+    let typed = ethertype.map_or(0, |ethertype| (1 << 16) | u64::from(ethertype));
+    hasher.write_u64((u64::from(tail) << 32) | typed);
     let Some(ethertype) = ethertype else { return };
-    hasher.write_u32(u32::from(ethertype));
     let l3 = frame.get(offset + 2..).unwrap_or(&[]);
     match ethertype {
         ETHERTYPE_IPV4 => hash_ipv4(l3, hasher),
@@ -88,21 +93,20 @@ fn hash_ipv4(packet: &[u8], hasher: &mut FlowHasher) {
     if version_ihl >> 4 != 4 {
         return;
     }
-    let (Some(&protocol), Some(addresses)) = (packet.get(9), packet.get(12..20)) else {
+    let (Some(&protocol), Some(addresses)) = (packet.get(9), read_u64(packet, 12)) else {
         return;
     };
-    hasher.write(addresses);
-    hasher.write_u32(u32::from(protocol));
+    hasher.write_u64(addresses);
     let flags_fragment = read_u16(packet, 6).unwrap_or(0);
     // More-fragments bit or a non-zero offset: a fragment, whose ports (if any) only the
     // first piece carries.
-    if flags_fragment & 0x3fff != 0 {
-        return;
-    }
     let header_len = usize::from(version_ihl & 0x0f) * 4;
-    if header_len >= 20 {
-        hash_ports(packet.get(header_len..).unwrap_or(&[]), protocol, hasher);
-    }
+    let ports = if flags_fragment & 0x3fff == 0 && header_len >= 20 {
+        ports(packet, header_len, protocol)
+    } else {
+        0
+    };
+    hasher.write_u64((u64::from(protocol) << 40) | ports);
 }
 
 fn hash_ipv6(packet: &[u8], hasher: &mut FlowHasher) {
@@ -139,51 +143,68 @@ fn hash_ipv6(packet: &[u8], hasher: &mut FlowHasher) {
             _ => break,
         }
     }
-    hasher.write_u32(u32::from(next_header));
-    if !fragment {
-        hash_ports(packet.get(offset..).unwrap_or(&[]), next_header, hasher);
-    }
+    let ports = if fragment {
+        0
+    } else {
+        ports(packet, offset, next_header)
+    };
+    hasher.write_u64((u64::from(next_header) << 40) | ports);
 }
 
-fn hash_ports(transport: &[u8], protocol: u8, hasher: &mut FlowHasher) {
-    if matches!(
+/// The transport ports at `offset` in `packet` as one word, bit 32 set when there are
+/// any (TCP, UDP, UDP-Lite, SCTP with its four port bytes present), else zero.
+fn ports(packet: &[u8], offset: usize, protocol: u8) -> u64 {
+    if !matches!(
         protocol,
         IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE
     ) {
-        if let Some(ports) = transport.get(..4) {
-            hasher.write(ports);
-        }
+        return 0;
     }
+    read_u32(packet, offset).map_or(0, |ports| (1 << 32) | u64::from(ports))
 }
 
 fn read_u16(bytes: &[u8], offset: usize) -> Option<u16> {
-    match bytes.get(offset..offset.checked_add(2)?)? {
-        &[hi, lo] => Some(u16::from_be_bytes([hi, lo])),
-        _ => None,
-    }
+    let word = bytes.get(offset..offset.checked_add(2)?)?;
+    Some(u16::from_be_bytes(word.try_into().ok()?))
 }
 
-/// A small non-cryptographic hash: FxHash-style word mixing with a MurmurHash3
-/// finalizer, so that every input bit reaches the top bits [`source_port`] uses.
-struct FlowHasher(u64);
+fn read_u32(bytes: &[u8], offset: usize) -> Option<u32> {
+    let word = bytes.get(offset..offset.checked_add(4)?)?;
+    Some(u32::from_be_bytes(word.try_into().ok()?))
+}
+
+fn read_u64(bytes: &[u8], offset: usize) -> Option<u64> {
+    let word = bytes.get(offset..offset.checked_add(8)?)?;
+    Some(u64::from_be_bytes(word.try_into().ok()?))
+}
+
+/// A small non-cryptographic hash: FxHash-style word mixing in two lanes that take
+/// words in turn (so two rounds run at once: each round waits only for the one before
+/// in its own lane), joined and put through a MurmurHash3 finalizer, so that every
+/// input bit reaches the top bits [`source_port`] uses.
+struct FlowHasher {
+    /// The lane the next word goes to.
+    next: u64,
+    /// The other lane.
+    other: u64,
+}
 
 impl FlowHasher {
     const MULTIPLIER: u64 = 0x517c_c1b7_2722_0a95;
 
     fn new() -> FlowHasher {
-        FlowHasher(0)
+        FlowHasher { next: 0, other: 0 }
     }
 
+    #[inline]
     fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::MULTIPLIER);
+        let mixed = (self.next.rotate_left(5) ^ word).wrapping_mul(Self::MULTIPLIER);
+        self.next = self.other;
+        self.other = mixed;
     }
 
-    fn write_u32(&mut self, word: u32) {
-        self.write_u64(u64::from(word));
-    }
-
-    /// Eight bytes a round (each round waits for the one before, so fewer rounds is what
-    /// makes the hash fast).
+    /// Eight bytes a word, the last one padded with the count of its bytes (used for
+    /// frames too short to hold two MACs).
     fn write(&mut self, bytes: &[u8]) {
         let mut words = bytes.chunks_exact(8);
         for word in &mut words {
@@ -205,7 +226,8 @@ impl FlowHasher {
     }
 
     fn finish(&self) -> u64 {
-        let mut h = self.0;
+        // One lane is rotated before the join, so the lanes do not commute.
+        let mut h = self.next ^ self.other.rotate_left(32);
         h ^= h >> 33;
         h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
         h ^= h >> 33;
@@ -317,6 +339,28 @@ mod tests {
             source_port(&ipv6_frame(1, 2)),
             source_port(&ipv6_frame(1, 3))
         );
+    }
+
+    #[test]
+    fn tags_and_the_type_field_matter() {
+        let tagged = |vid: u8| {
+            let mut frame = ipv4_frame(IPPROTO_TCP, 1000, 2000, &[]);
+            frame.splice(12..12, [0x81, 0x00, 0x00, vid]);
+            frame
+        };
+        let untagged = source_port(&ipv4_frame(IPPROTO_TCP, 1000, 2000, &[]));
+        assert_ne!(source_port(&tagged(5)), source_port(&tagged(6)));
+        assert_ne!(source_port(&tagged(5)), untagged);
+        // The ports still count behind the tag.
+        let mut other_port = tagged(5);
+        other_port[4 + 14 + 20 + 1] ^= 1;
+        assert_ne!(source_port(&other_port), source_port(&tagged(5)));
+        // A frame cut inside its type field is not the frame with a zero type.
+        let frame = ipv4_frame(IPPROTO_TCP, 1000, 2000, &[]);
+        let mut zero_type = frame[..14].to_vec();
+        zero_type[12] = 0;
+        zero_type[13] = 0;
+        assert_ne!(source_port(&frame[..13]), source_port(&zero_type));
     }
 
     #[test]
