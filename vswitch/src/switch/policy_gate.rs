@@ -28,7 +28,8 @@ pub trait NewFlowPolicy: Send + Sync + fmt::Debug {
     /// Would `dst`'s ingress policy allow a new connection from `src`? (`dst` is a pod of
     /// this node.)
     fn allows_ingress(&self, src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, port: u16) -> bool;
-    /// False when no pod is isolated at all: the switch then tracks nothing.
+    /// False when no pod is isolated at all: the switch then tracks nothing. Asked once,
+    /// when the policy is put in force: a policy's answer never changes.
     fn enforces(&self) -> bool;
 }
 
@@ -52,6 +53,8 @@ impl NewFlowPolicy for AllowAll {
 #[derive(Debug)]
 pub struct PolicyGate {
     policy: Arc<dyn NewFlowPolicy>,
+    /// The policy's [`NewFlowPolicy::enforces`], read once (every packet asks).
+    enforces: bool,
     conntrack: ConnTrack,
 }
 
@@ -66,12 +69,14 @@ impl PolicyGate {
     pub fn new(config: ConnTrackConfig) -> PolicyGate {
         PolicyGate {
             policy: Arc::new(AllowAll),
+            enforces: false,
             conntrack: ConnTrack::new(config),
         }
     }
 
     /// Puts a new policy in force for new connections.
     pub fn set_policy(&mut self, policy: Arc<dyn NewFlowPolicy>) {
+        self.enforces = policy.enforces();
         self.policy = policy;
     }
 
@@ -89,7 +94,7 @@ impl PolicyGate {
     /// sender's egress when `egress` (it comes from a local pod) and the receiver's
     /// ingress when `ingress` (it goes to a local pod).
     pub fn admits(&mut self, now: Instant, ip: &[u8], egress: bool, ingress: bool) -> bool {
-        if !(egress || ingress) || !self.policy.enforces() {
+        if !(egress || ingress) || !self.enforces {
             return true;
         }
         let Some(packet) = packet_flow(ip) else {
