@@ -367,7 +367,13 @@ impl Switch {
             return Verdict::Drop(DropReason::PortSecurity);
         }
         let evictions = self.macs.location_evictions();
-        let learned = self.macs.learn_hinted(mac_slot, info.src, from, now);
+        let mut hint = mac_slot;
+        let learned = self.macs.learn_hinted(&mut hint, info.src, from, now);
+        if hint != mac_slot {
+            if let Some(port) = self.ports.get_mut(ingress) {
+                port.mac_slot = hint;
+            }
+        }
         if self.macs.location_evictions() != evictions {
             if let Some(port) = self.ports.get(ingress) {
                 port.stats.record_mac_eviction();
@@ -504,7 +510,8 @@ struct Ingress {
     from: Location,
     /// The port's configuration.
     config: PortConfig,
-    /// The port's hint for its pinned MAC ([`Port`]'s `mac_slot`).
+    /// The port's hint for the MAC table slot of its frames' source ([`Port`]'s
+    /// `mac_slot`).
     mac_slot: usize,
 }
 

@@ -223,73 +223,82 @@ impl MacTable {
     /// evicts that location's least recently seen one; otherwise, in a full table, the
     /// least recently seen entry of all goes.
     pub fn learn(&mut self, mac: MacAddr, location: Location, now: Instant) -> Learned {
+        self.learn_slot(mac, location, now).0
+    }
+
+    /// [`MacTable::learn`], and the slot that holds `mac`'s entry after it (`NIL` when
+    /// it has none).
+    fn learn_slot(&mut self, mac: MacAddr, location: Location, now: Instant) -> (Learned, usize) {
         if let Some(&i) = self.index.get(&mac) {
             let Some(slot) = self.slots.get_mut(i) else {
                 // Unreachable while the invariants hold; heal by forgetting the entry.
                 self.index.remove(&mac);
-                return self.learn(mac, location, now);
+                return self.learn_slot(mac, location, now);
             };
             if slot.pinned {
                 if slot.location != location {
-                    return Learned::Conflict {
-                        pinned: slot.location,
-                    };
+                    let pinned = slot.location;
+                    return (Learned::Conflict { pinned }, i);
                 }
                 slot.last_seen = Some(now);
-                return Learned::Refreshed;
+                return (Learned::Refreshed, i);
             }
             slot.last_seen = Some(now);
             let previous = slot.location;
             if previous == location {
                 self.touch(i);
-                return Learned::Refreshed;
+                return (Learned::Refreshed, i);
             }
             if self.learned_at(location) >= self.per_location && !self.evict_at(location) {
                 // A bound of zero: the station cannot live here; forget where it was.
                 self.remove_slot(i, mac);
-                return Learned::Full;
+                return (Learned::Full, NIL);
             }
             self.unlink(i);
             if let Some(slot) = self.slots.get_mut(i) {
                 slot.location = location;
             }
             self.link(i);
-            return Learned::Moved { from: previous };
+            return (Learned::Moved { from: previous }, i);
         }
         if self.learned_at(location) >= self.per_location {
             if !self.evict_at(location) {
-                return Learned::Full;
+                return (Learned::Full, NIL);
             }
         } else if self.index.len() >= self.capacity && !self.evict_lru() {
-            return Learned::Full;
+            return (Learned::Full, NIL);
         }
         let i = self.alloc(mac, location, Some(now), false);
         self.index.insert(mac, i);
         self.link(i);
-        Learned::New
+        (Learned::New, i)
     }
 
-    /// As [`MacTable::learn`], but first looks at slot `hint` (from [`MacTable::slot_of`]):
-    /// when it still holds `mac` pinned at `location`, the entry is refreshed without
-    /// hashing the MAC. That is every frame of a pod port with port security (its own MAC
-    /// is pinned to it). A stale hint (the entry was removed, moved or its slot reused)
-    /// costs nothing but the check: the frame is learned as [`MacTable::learn`] would.
+    /// As [`MacTable::learn`], but first looks at slot `hint`: when it still holds `mac`
+    /// pinned at `location`, the entry is refreshed without hashing the MAC. Otherwise
+    /// the frame is learned as [`MacTable::learn`] would, and `hint` becomes the slot of
+    /// `mac`'s entry for the next time. A port keeps one hint: a pod with port security
+    /// always sends from its own pinned MAC, and the overlay port's frames come in runs
+    /// from one remote station (the segments of one UDP GRO block). A stale hint (the
+    /// entry was removed, moved or its slot reused) costs only the check.
     #[inline]
     pub fn learn_hinted(
         &mut self,
-        hint: usize,
+        hint: &mut usize,
         mac: MacAddr,
         location: Location,
         now: Instant,
     ) -> Learned {
-        if let Some(slot) = self.slots.get_mut(hint) {
+        if let Some(slot) = self.slots.get_mut(*hint) {
             // Only a live pinned entry has `pinned` set: a freed slot is cleared of it.
             if slot.pinned && slot.mac == mac && slot.location == location {
                 slot.last_seen = Some(now);
                 return Learned::Refreshed;
             }
         }
-        self.learn(mac, location, now)
+        let (learned, slot) = self.learn_slot(mac, location, now);
+        *hint = slot;
+        learned
     }
 
     /// The slot holding `mac`'s entry, as a hint for [`MacTable::learn_hinted`];
@@ -788,21 +797,23 @@ mod tests {
         let t0 = Instant::now();
         let mut table = MacTable::new(4, AGING);
         assert!(table.pin(mac(1), Location::Port(1)));
-        let hint = table.slot_of(mac(1));
-        assert_ne!(hint, NIL);
+        let pinned_at = table.slot_of(mac(1));
+        assert_ne!(pinned_at, NIL);
         assert_eq!(table.slot_of(mac(2)), NIL);
         // The hint's own port: refreshed, and the time is kept (fdb shows it).
+        let mut hint = pinned_at;
         assert_eq!(
-            table.learn_hinted(hint, mac(1), Location::Port(1), secs(t0, 5)),
+            table.learn_hinted(&mut hint, mac(1), Location::Port(1), secs(t0, 5)),
             Learned::Refreshed
         );
+        assert_eq!(hint, pinned_at);
         assert_eq!(
             table.entry(mac(1)).and_then(|e| e.last_seen),
             Some(secs(t0, 5))
         );
         // Another port claiming the pinned MAC: the conflict a plain learn reports.
         assert_eq!(
-            table.learn_hinted(hint, mac(1), Location::Port(2), t0),
+            table.learn_hinted(&mut hint, mac(1), Location::Port(2), t0),
             Learned::Conflict {
                 pinned: Location::Port(1)
             }
@@ -811,25 +822,46 @@ mod tests {
         // refreshes the other entry nor hides that mac(1) is unknown now.
         assert!(table.remove(mac(1)));
         assert_eq!(table.learn(mac(2), Location::Port(1), t0), Learned::New);
-        assert_eq!(table.slot_of(mac(2)), hint);
+        assert_eq!(table.slot_of(mac(2)), pinned_at);
         assert_eq!(
-            table.learn_hinted(hint, mac(1), Location::Port(1), t0),
+            table.learn_hinted(&mut hint, mac(1), Location::Port(1), t0),
             Learned::New
         );
+        assert_eq!(hint, table.slot_of(mac(1)));
         assert_eq!(table.lookup(mac(2), t0), Some(Location::Port(1)));
         check_list(&table);
         // Pinned elsewhere since (the store placed it behind a VTEP): a conflict again.
         let vtep = Location::Vtep(Ipv4Addr::new(192, 168, 0, 2));
         assert!(table.pin(mac(1), vtep));
-        let moved = table.slot_of(mac(1));
         assert_eq!(
-            table.learn_hinted(moved, mac(1), Location::Port(1), t0),
+            table.learn_hinted(&mut hint, mac(1), Location::Port(1), t0),
             Learned::Conflict { pinned: vtep }
         );
-        // A hint that was never one.
+        // A remote station's frames from the VTEP: the first one finds the slot, the
+        // next ones use it.
+        let mut from_vtep = NIL;
         assert_eq!(
-            table.learn_hinted(NIL, mac(3), Location::Port(3), t0),
+            table.learn_hinted(&mut from_vtep, mac(1), vtep, t0),
+            Learned::Refreshed
+        );
+        assert_eq!(from_vtep, table.slot_of(mac(1)));
+        assert_eq!(
+            table.learn_hinted(&mut from_vtep, mac(1), vtep, secs(t0, 9)),
+            Learned::Refreshed
+        );
+        assert_eq!(
+            table.entry(mac(1)).and_then(|e| e.last_seen),
+            Some(secs(t0, 9))
+        );
+        // A learned entry is never taken through the hint (its LRU place must move).
+        let mut learned = NIL;
+        assert_eq!(
+            table.learn_hinted(&mut learned, mac(3), Location::Port(3), t0),
             Learned::New
+        );
+        assert_eq!(
+            table.learn_hinted(&mut learned, mac(3), Location::Port(3), t0),
+            Learned::Refreshed
         );
         check_list(&table);
     }

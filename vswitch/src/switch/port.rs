@@ -87,7 +87,7 @@ pub(super) struct Port {
     pub(super) stats: Arc<PortStats>,
     /// The port's flood rate limiter.
     pub(super) flood: super::flood_limit::FloodBucket,
-    /// Where the MAC table holds the port's pinned own MAC (a hint; see
+    /// Where the MAC table held the source MAC of the port's last frame (a hint; see
     /// `MacTable::learn_hinted`), or `usize::MAX`.
     pub(super) mac_slot: usize,
 }
