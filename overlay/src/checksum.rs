@@ -29,39 +29,44 @@ pub fn fold(mut sum: u64) -> u32 {
 /// The ones'-complement sum of `data` read as big-endian 16-bit words, folded to
 /// `0..=0xFFFF`. An odd trailing byte counts as the high byte of a last word.
 pub fn sum(data: &[u8]) -> u32 {
-    // Summing 64-bit big-endian words is the same as summing their four 16-bit parts,
-    // because 2^16 ≡ 1 (mod 2^16 - 1), and so is summing 32-bit words. A u128
-    // accumulator cannot overflow for any slice; the carries above bit 64 are folded
-    // back at the end. Eight bytes a step: this runs over every byte that crosses the
-    // overlay.
-    let mut wide: u128 = 0;
-    let mut words = data.chunks_exact(8);
+    // The ones'-complement sum does not depend on byte order (RFC 1071 §2 (B)): summing
+    // the 16-bit words as the CPU loads them and reading the folded result's bytes as
+    // big-endian gives the big-endian sum. Sixteen 32-bit lanes take one word each per
+    // 32-byte block; with no carry chain between them the compiler turns the loop into
+    // vector adds (this runs over every byte that crosses the overlay, twice). A lane
+    // takes at most 2,048 words of at most 0xFFFF before it is emptied into `acc`, so
+    // it cannot overflow.
+    const BLOCK: usize = 32;
+    const BLOCKS_PER_ROUND: usize = 2048;
+    let mut acc: u64 = 0;
+    let mut rounds = data.chunks(BLOCK * BLOCKS_PER_ROUND);
+    let mut tail: &[u8] = &[];
+    for round in &mut rounds {
+        let mut lanes = [0u32; BLOCK / 2];
+        let mut blocks = round.chunks_exact(BLOCK);
+        for block in &mut blocks {
+            for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(2)) {
+                if let [first, second] = *word {
+                    *lane += u32::from(u16::from_ne_bytes([first, second]));
+                }
+            }
+        }
+        acc += lanes.iter().map(|&lane| u64::from(lane)).sum::<u64>();
+        tail = blocks.remainder();
+    }
+    let mut words = tail.chunks_exact(2);
     for word in &mut words {
-        if let Ok(bytes) = <[u8; 8]>::try_from(word) {
-            wide += u128::from(u64::from_be_bytes(bytes));
+        if let [first, second] = *word {
+            acc += u64::from(u16::from_ne_bytes([first, second]));
         }
     }
-    let wide = (wide & u128::from(u64::MAX)) + (wide >> 64);
-    let wide = (wide & u128::from(u64::MAX)) + (wide >> 64);
-    // The second fold leaves at most 64 bits.
-    let wide = u64::try_from(wide).unwrap_or(u64::MAX);
-    let mut acc: u64 = u64::from(fold(wide));
-    let mut rest = words.remainder().chunks_exact(4);
-    for word in &mut rest {
-        if let Ok(bytes) = <[u8; 4]>::try_from(word) {
-            acc += u64::from(u32::from_be_bytes(bytes));
-        }
+    if let [last] = *words.remainder() {
+        // The pad byte goes after the last one, in memory order as on the wire.
+        acc += u64::from(u16::from_ne_bytes([last, 0]));
     }
-    let mut tail = rest.remainder().chunks(2);
-    for pair in &mut tail {
-        let word = match *pair {
-            [hi, lo] => u16::from_be_bytes([hi, lo]),
-            [hi] => u16::from_be_bytes([hi, 0]),
-            _ => 0,
-        };
-        acc += u64::from(word);
-    }
-    fold(acc)
+    // The folded native sum, as bytes, is the big-endian sum's bytes.
+    let folded = u16::try_from(fold(acc)).unwrap_or(0xFFFF);
+    u32::from(u16::from_be_bytes(folded.to_ne_bytes()))
 }
 
 /// Adds two partial sums in ones'-complement arithmetic.
@@ -154,8 +159,9 @@ mod tests {
         assert_eq!(sum(&data), fold(acc));
     }
 
-    /// Every length (so every tail: 8-byte words, a 4-byte word, a pair, an odd byte),
-    /// and all-ones data whose wide sum carries past 64 bits many times.
+    /// Every length (so every tail: whole 32-byte blocks, pairs, an odd byte), data of
+    /// all ones that fills every lane to its most, and data longer than one round of
+    /// the lanes (64 KiB), at every offset within a block.
     #[test]
     fn every_length_and_heavy_carries_equal_the_word_sum() {
         let word_sum = |data: &[u8]| {
@@ -177,6 +183,15 @@ mod tests {
         assert_eq!(sum(&ones), word_sum(&ones));
         let high = vec![0xFEu8; 9_001];
         assert_eq!(sum(&high), word_sum(&high));
+        let ones = vec![0xFFu8; 3 * 65_536 + 77];
+        assert_eq!(sum(&ones), word_sum(&ones));
+        let long: Vec<u8> = (0..140_000u32)
+            .map(|i| u8::try_from((i * 131 + 7) % 256).unwrap_or(0))
+            .collect();
+        for start in 0..34 {
+            let part = &long[start..long.len() - start];
+            assert_eq!(sum(part), word_sum(part), "from {start}");
+        }
     }
 
     #[test]
