@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::mac::MacAddr;
+use crate::policy::packet::classified_flow;
 use crate::wire::{classify, ArpInfo, FrameInfo, L3Info, ARP_OP_REQUEST};
 
 use super::arp::write_arp_reply;
@@ -436,8 +437,9 @@ impl Switch {
                 .is_some_and(|p| p.config.kind == PortKind::Pod),
             _ => false,
         };
-        let ip = frame.get(info.l3_offset..).unwrap_or_default();
-        self.gate.admits(now, ip, from == PortKind::Pod, to_pod)
+        let packet = || classified_flow(info, frame);
+        self.gate
+            .admits_flow(now, packet, from == PortKind::Pod, to_pod)
     }
 
     /// Floods a frame from `from` (on port `ingress`), if there is anywhere to flood it

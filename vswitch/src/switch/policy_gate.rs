@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::policy::conntrack::{proto, ConnTrack, ConnTrackConfig};
-use crate::policy::packet::packet_flow;
+use crate::policy::packet::{packet_flow, PacketFlow};
 
 /// What the switch asks of NetworkPolicy about a new connection. The port is the
 /// destination port (0 for ICMP and other protocols without ports).
@@ -94,10 +94,24 @@ impl PolicyGate {
     /// sender's egress when `egress` (it comes from a local pod) and the receiver's
     /// ingress when `ingress` (it goes to a local pod).
     pub fn admits(&mut self, now: Instant, ip: &[u8], egress: bool, ingress: bool) -> bool {
+        self.admits_flow(now, || packet_flow(ip), egress, ingress)
+    }
+
+    /// [`PolicyGate::admits`] for a packet whose flow the caller has read already:
+    /// `packet` gives it (`None`: too short to say, which is denied), asked only when
+    /// the packet is subject to policy.
+    #[inline]
+    pub fn admits_flow(
+        &mut self,
+        now: Instant,
+        packet: impl FnOnce() -> Option<PacketFlow>,
+        egress: bool,
+        ingress: bool,
+    ) -> bool {
         if !(egress || ingress) || !self.enforces {
             return true;
         }
-        let Some(packet) = packet_flow(ip) else {
+        let Some(packet) = packet() else {
             return false;
         };
         if let Some(about) = packet.error_about {
