@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use overlay::encap::emit_header;
 use overlay::{
-    decapsulate, segment, segment_len, source_port, GsoKind, Offload, TcpCoalescer,
-    VXLAN_HEADER_LEN,
+    decapsulate, segment, segment_len, source_port, Coalescer, GsoKind, Offload, VXLAN_HEADER_LEN,
 };
 use vswitch::mac::MacAddr;
 use vswitch::policy::{ConnTrack, ConnTrackConfig, Flow};
@@ -147,8 +146,8 @@ fn bench_segment_and_coalesce(c: &mut Criterion) {
             out.get(start..start + len).unwrap_or_default().to_vec()
         })
         .collect();
-    let mut coalescer = TcpCoalescer::new(4, 12);
-    let coalesce = |coalescer: &mut TcpCoalescer| {
+    let mut coalescer = Coalescer::new(4, 12);
+    let coalesce = |coalescer: &mut Coalescer| {
         for piece in &pieces {
             black_box(coalescer.push(3, black_box(piece)));
         }

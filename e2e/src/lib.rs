@@ -60,6 +60,7 @@ mod probe;
 mod sys;
 mod tempdir;
 mod traffic;
+mod udp_burst;
 mod vxlan_probe;
 
 pub use capture::{count as capture_count, is_set, read_fields, require_tshark, Capture, Row};
@@ -86,6 +87,7 @@ pub use pod::{Pod, PodSpec};
 pub use probe::{ConnId, PortServer, Probe, Prober};
 pub use tempdir::TempDir;
 pub use traffic::{assert_ping_within, ping, ping_all, ping_within, tcp_transfer, TcpReport};
+pub use udp_burst::{udp_burst, BurstReport};
 pub use vxlan_probe::{
     arp_request, format_mac, icmp_echo, internet_checksum, parse_arp, parse_mac, send_datagrams,
     vxlan_datagram, vxlan_datagram_with_flags, vxlan_header, Arp, Received, FLAG_I,

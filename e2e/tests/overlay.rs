@@ -1,7 +1,8 @@
 //! The VXLAN overlay across nodes: pods on three nodes reach each other and every node;
 //! interoperability with the Linux kernel's own VXLAN; what Wireshark decodes on the
 //! wire; node add/remove reaching every daemon; datagrams from strangers, with a wrong
-//! VNI or a bad header dropped and counted; the pod MTU and an unfragmented underlay.
+//! VNI or a bad header dropped and counted; the pod MTU and an unfragmented underlay;
+//! UDP datagrams merged into super-frames for the receiving pod and cut back intact.
 //!
 //! Needs root, the built binaries (`cargo build --workspace --bins`), the kernel's
 //! `vxlan` driver and `tshark`; see the harness, `vswitch_e2e`.
@@ -14,10 +15,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vswitch_e2e::{
     arp_request, assert_ping_within, capture_count, devices_of_kind, icmp_echo, is_set, mac_for_ip,
-    parse_arp, parse_mac, ping_all, read_fields, require_tshark, run_timeout, send_datagrams,
-    str_field, subnet_contains, tcp_transfer, udp_source_seen, vxlan_datagram,
-    vxlan_datagram_with_flags, Capture, Cluster, FabricHost, KernelNode, Netns, Node, Pod,
-    VXLAN_PORT,
+    parse_arp, parse_mac, ping_all, port_by_container, read_fields, require_tshark, run_timeout,
+    send_datagrams, str_field, subnet_contains, tcp_transfer, udp_burst, udp_source_seen,
+    vxlan_datagram, vxlan_datagram_with_flags, Capture, Cluster, FabricHost, KernelNode, Netns,
+    Node, Pod, VXLAN_PORT,
 };
 
 /// The VNI the daemons use by default.
@@ -1064,4 +1065,49 @@ fn pod_mtu_fits_the_underlay_without_fragments() {
         "the non-DF pings' inner fragments are missing"
     );
     eprintln!("MTU: {:?}", started.elapsed());
+}
+
+/// `counters.tx_packets` of `pod`'s port on `node`: the frames written to its TAP.
+fn tap_writes(node: &Node, pod: &Pod) -> u64 {
+    let show = node.show();
+    port_by_container(&show, &pod.container_id)
+        .and_then(|port| port.get("counters"))
+        .and_then(|counters| counters.get("tx_packets"))
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("no tx_packets for {} in {show}", pod.full_name()))
+}
+
+#[test]
+fn udp_datagrams_reach_a_pod_on_another_node_merged_and_intact() {
+    // A pod sends bursts of 64-byte datagrams with UDP GSO; its node segments them for
+    // the overlay, the other node receives them as GRO blocks and writes them to the
+    // receiving pod's TAP as UDP super-frames (USO), which that pod's kernel cuts back.
+    // Every datagram must arrive once, with its size and bytes, and the TAP must have
+    // taken far fewer writes than datagrams.
+    const COUNT: usize = 3200;
+    const SIZE: usize = 64;
+    let cluster = Cluster::new(2);
+    let a = cluster.node(1).add_pod("default", "burst-a");
+    let b = cluster.node(2).add_pod("default", "burst-b");
+    assert_ping_within(&a.netns, b.ip, PING_WITHIN, "a → b before the burst");
+    let writes_before = tap_writes(cluster.node(2), &b);
+    let report = udp_burst(&b.netns, b.ip, &a.netns, COUNT, SIZE).expect("the burst ran");
+    let writes = tap_writes(cluster.node(2), &b) - writes_before;
+    eprintln!("{writes} TAP writes for {report:?}");
+    assert_eq!(
+        (report.bad_size, report.bad_payload, report.duplicates),
+        (0, 0, 0),
+        "every datagram arrives once, whole: {report:?}"
+    );
+    assert_eq!(report.distinct, report.received, "{report:?}");
+    assert!(
+        report.received * 100 >= COUNT * 99,
+        "{} of {COUNT} datagrams arrived: {report:?}",
+        report.received
+    );
+    assert!(
+        writes * 4 <= u64::try_from(report.received).unwrap_or(u64::MAX),
+        "{writes} TAP writes for {} datagrams: they were not merged",
+        report.received
+    );
 }

@@ -1,16 +1,17 @@
 //! Generic receive offload in software: coalescing consecutive in-order TCP segments of
-//! one flow, as they come out of the overlay, back into one super-frame for a TAP.
+//! one flow, and consecutive UDP datagrams of one flow, as they come out of the overlay,
+//! back into one super-frame for a TAP.
 //!
 //! The mirror of [`crate::gso`]: a pod's 64 KiB super-frame is cut into MTU-sized
-//! segments on the sending node; the receiving node hands [`TcpCoalescer::push`] the
-//! decapsulated segments of a batch and [`TcpCoalescer::drain`] gives back as few frames
+//! segments on the sending node; the receiving node hands [`Coalescer::push`] the
+//! decapsulated segments of a batch and [`Coalescer::drain`] gives back as few frames
 //! as it can, each with the [`Offload`] its virtio-net header must carry. One TAP write
 //! then delivers up to 64 KiB, and the pod's kernel takes it as its own GRO would have
-//! built it. The rules follow Linux's `tcp_gro_receive` and wireguard-go's `tcpGRO`:
+//! built it. The TCP rules follow Linux's `tcp_gro_receive` and wireguard-go's `tcpGRO`:
 //!
-//! - Only TCP over IPv4 without IP options, not fragmented, in an Ethernet frame without
-//!   VLAN tag is merged. Anything else is refused ([`Push::NotTaken`]) and the caller
-//!   sends it on as it is.
+//! - Only TCP (and, with [`Coalescer::push_with_udp`], UDP) over IPv4 without IP
+//!   options, not fragmented, in an Ethernet frame without VLAN tag is merged. Anything
+//!   else is refused ([`Push::NotTaken`]) and the caller sends it on as it is.
 //! - A segment is merged into the flow's open frame when it carries payload, has only
 //!   ACK (and PSH) set, continues the sequence space exactly (`seq` = the frame's next
 //!   sequence number), has the same Ethernet header, the same IP header but for length,
@@ -19,19 +20,30 @@
 //!   larger than the first segment's, goes to the same destination `tag`, and keeps the
 //!   IP packet within 65,535 bytes. A shorter segment, or one with PSH, is merged and
 //!   then ends the frame.
-//! - The IPv4 header checksum and the TCP checksum of every segment are verified before
-//!   it is merged: a merged frame leaves with a partial checksum the pod's kernel
-//!   trusts, so a corrupt segment must not get in. A segment that fails is refused.
+//! - A UDP datagram is merged into its flow's open frame when it carries payload, its
+//!   UDP length matches its IP length, it has the same Ethernet header, the same IP
+//!   header but for length, id and checksum, the same ports, a payload no larger than
+//!   the first datagram's, the same `tag`, the frame stays within 65,535 bytes and
+//!   [`MAX_UDP_DATAGRAMS`]. A shorter datagram is merged and ends the frame, so that the
+//!   pod's kernel, which cuts the frame at the first datagram's size (USO), gives back
+//!   exactly the datagrams that were sent, in order. Only a destination that takes UDP
+//!   super-frames (a TAP with `TUN_F_USO4`) may be offered them.
+//! - The IPv4 header checksum and the TCP or UDP checksum of every segment are verified
+//!   before it is merged (a UDP checksum of zero, "none", is taken as it is): a merged
+//!   frame leaves with a partial checksum the pod's kernel trusts, so a corrupt segment
+//!   must not get in. A segment that fails is refused.
 //! - A segment of a flow that has a frame held here but cannot join it (a pure ACK, FIN,
-//!   RST, a gap in the sequence) is held too, behind it, so the flow's order is kept.
+//!   RST, a gap in the sequence, a UDP datagram that does not fit) is held too, behind
+//!   it, so the flow's order is kept.
 //!
 //! A merged frame of more than one segment leaves with
-//! [`Offload`]`{ gso: TcpV4, gso_size: first payload, needs_csum, csum_start, csum_offset
-//! = 16, hdr_len }`: its IPv4 total length and header checksum are rewritten and its TCP
-//! checksum field holds the pseudo-header sum, as Linux's `CHECKSUM_PARTIAL` expects. A
-//! frame of one segment leaves unchanged with [`Offload::NONE`].
+//! [`Offload`]`{ gso: TcpV4 or UdpL4, gso_size: first payload, needs_csum, csum_start,
+//! csum_offset = 16 (TCP) or 6 (UDP), hdr_len }`: its IPv4 total length and header
+//! checksum are rewritten (and a UDP frame's UDP length), and its transport checksum
+//! field holds the pseudo-header sum, as Linux's `CHECKSUM_PARTIAL` expects. A frame of
+//! one segment leaves unchanged with [`Offload::NONE`].
 //!
-//! Frames are held in buffers allocated once by [`TcpCoalescer::new`]; nothing allocates
+//! Frames are held in buffers allocated once by [`Coalescer::new`]; nothing allocates
 //! afterwards and no input panics.
 #![forbid(unsafe_code)]
 
@@ -47,11 +59,18 @@ const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
 const IPV4_HEADER_LEN: usize = 20;
 const L4: usize = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN;
 const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
 const TCP_FLAG_PSH: u8 = 0x08;
 const TCP_FLAG_ACK: u8 = 0x10;
 const TCP_CHECKSUM_OFFSET: u16 = 16;
+const UDP_HEADER_LEN: usize = 8;
+const UDP_CHECKSUM_OFFSET: u16 = 6;
 
-/// What [`TcpCoalescer::push`] did with a frame.
+/// The most UDP datagrams one super-frame carries: Linux refuses a USO frame from a TAP
+/// that would cut into more than `UDP_MAX_SEGMENTS` (64 before Linux 6.2, 128 since).
+pub const MAX_UDP_DATAGRAMS: u16 = 64;
+
+/// What [`Coalescer::push`] did with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
     /// Appended to a frame held for the same flow.
@@ -66,11 +85,12 @@ pub enum Push {
     Full,
 }
 
-/// The identity of a TCP flow: addresses and ports.
+/// The identity of a TCP or UDP flow: addresses, protocol and ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FlowKey {
     src: [u8; 4],
     dst: [u8; 4],
+    protocol: u8,
     ports: [u8; 4],
 }
 
@@ -83,42 +103,51 @@ struct Held {
     len: usize,
     tag: u16,
     key: FlowKey,
-    /// Ethernet + IPv4 + TCP header length.
+    /// Ethernet + IPv4 + TCP or UDP header length.
     headers_len: usize,
     /// Payload bytes of the first segment: every merged segment is at most this long.
     gso_size: usize,
-    /// The sequence number the next segment must carry.
+    /// The sequence number the next segment must carry (TCP).
     next_seq: u32,
     segments: u16,
     /// More segments may join.
     open: bool,
 }
 
-/// A parsed TCP/IPv4 segment, as far as coalescing needs it.
+/// A parsed TCP/IPv4 segment or UDP/IPv4 datagram, as far as coalescing needs it.
 #[derive(Debug, Clone, Copy)]
 struct Segment {
     key: FlowKey,
     /// Frame length without Ethernet padding.
     len: usize,
     headers_len: usize,
+    /// TCP sequence number (0 for UDP).
     seq: u32,
+    /// TCP flags (0 for UDP).
     flags: u8,
     mergeable: bool,
 }
 
-/// Coalesces TCP segments into super-frames; see the module documentation.
+impl Segment {
+    fn is_udp(&self) -> bool {
+        self.key.protocol == IPPROTO_UDP
+    }
+}
+
+/// Coalesces TCP segments and UDP datagrams into super-frames; see the module
+/// documentation.
 #[derive(Debug)]
-pub struct TcpCoalescer {
+pub struct Coalescer {
     headroom: usize,
     held: Vec<Held>,
     used: usize,
 }
 
-impl TcpCoalescer {
+impl Coalescer {
     /// A coalescer that holds up to `frames` frames at once, each behind `headroom`
     /// bytes the caller may fill (with a virtio-net header) when it drains. Allocates
     /// `frames * (headroom + MAX_FRAME)` bytes, once.
-    pub fn new(frames: usize, headroom: usize) -> TcpCoalescer {
+    pub fn new(frames: usize, headroom: usize) -> Coalescer {
         let held = (0..frames)
             .map(|_| Held {
                 buf: vec![0; headroom + MAX_FRAME],
@@ -127,6 +156,7 @@ impl TcpCoalescer {
                 key: FlowKey {
                     src: [0; 4],
                     dst: [0; 4],
+                    protocol: 0,
                     ports: [0; 4],
                 },
                 headers_len: 0,
@@ -136,7 +166,7 @@ impl TcpCoalescer {
                 open: false,
             })
             .collect();
-        TcpCoalescer {
+        Coalescer {
             headroom,
             held,
             used: 0,
@@ -149,9 +179,19 @@ impl TcpCoalescer {
     }
 
     /// Offers `frame` (an Ethernet frame) bound for `tag` (the caller's destination, a
-    /// port): merged, held, or left to the caller; see [`Push`].
+    /// port): merged, held, or left to the caller; see [`Push`]. Only TCP is merged.
     pub fn push(&mut self, tag: u16, frame: &[u8]) -> Push {
-        let Some(segment) = parse(frame) else {
+        self.offer(tag, frame, false)
+    }
+
+    /// [`Coalescer::push`] for a destination that also takes UDP super-frames (USO):
+    /// UDP datagrams are merged too.
+    pub fn push_with_udp(&mut self, tag: u16, frame: &[u8]) -> Push {
+        self.offer(tag, frame, true)
+    }
+
+    fn offer(&mut self, tag: u16, frame: &[u8], udp: bool) -> Push {
+        let Some(segment) = parse(frame, udp) else {
             return Push::NotTaken;
         };
         let latest = self
@@ -219,7 +259,9 @@ impl TcpCoalescer {
 /// Appends `frame`'s payload to `held` if it may join; true if it did.
 fn merge(held: &mut Held, headroom: usize, frame: &[u8], segment: &Segment) -> bool {
     let payload_len = segment.len - segment.headers_len;
-    if segment.seq != held.next_seq
+    let udp = segment.is_udp();
+    if (!udp && segment.seq != held.next_seq)
+        || (udp && held.segments >= MAX_UDP_DATAGRAMS)
         || segment.headers_len != held.headers_len
         || payload_len > held.gso_size
         || held.len + payload_len > MAX_FRAME
@@ -232,7 +274,12 @@ fn merge(held: &mut Held, headroom: usize, frame: &[u8], segment: &Segment) -> b
     let Some(headers) = frame.get(..segment.headers_len) else {
         return false;
     };
-    if !same_headers(first, headers) {
+    let same = if udp {
+        same_udp_headers(first, headers)
+    } else {
+        same_headers(first, headers)
+    };
+    if !same {
         return false;
     }
     let (Some(payload), Some(room)) = (
@@ -275,6 +322,15 @@ fn same_headers(a: &[u8], b: &[u8]) -> bool {
         && same(L4 + 18..a.len().max(b.len())) // urgent pointer, options
 }
 
+/// Whether two datagrams' headers agree in everything but IP length, id and checksum
+/// and UDP length and checksum.
+fn same_udp_headers(a: &[u8], b: &[u8]) -> bool {
+    let same = |range: core::ops::Range<usize>| a.get(range.clone()) == b.get(range);
+    same(0..ETHERNET_HEADER_LEN + 2) // Ethernet; version, IHL, TOS
+        && same(ETHERNET_HEADER_LEN + 6..ETHERNET_HEADER_LEN + 10) // flags, TTL, protocol
+        && same(ETHERNET_HEADER_LEN + 12..L4 + 4) // addresses, ports
+}
+
 /// Rewrites a held frame's headers for its merged length; its offload.
 fn finish(held: &mut Held, headroom: usize) -> Offload {
     if held.segments < 2 {
@@ -291,22 +347,32 @@ fn finish(held: &mut Held, headroom: usize) -> Offload {
     put_u16(frame, ETHERNET_HEADER_LEN + 10, header_checksum);
     let src = ipv4(frame, ETHERNET_HEADER_LEN + 12);
     let dst = ipv4(frame, ETHERNET_HEADER_LEN + 16);
-    let tcp_len = ip_len.saturating_sub(20);
-    let pseudo = checksum::pseudo_header_v4(src, dst, IPPROTO_TCP, tcp_len);
+    let transport_len = ip_len.saturating_sub(20);
+    let udp = held.key.protocol == IPPROTO_UDP;
+    let (protocol, csum_offset, gso) = if udp {
+        // The UDP length covers the whole frame; the kernel sets each datagram's when it
+        // cuts the frame, and adjusts the partial checksum by the difference.
+        put_u16(frame, L4 + 4, transport_len);
+        (IPPROTO_UDP, UDP_CHECKSUM_OFFSET, GsoKind::UdpL4)
+    } else {
+        (IPPROTO_TCP, TCP_CHECKSUM_OFFSET, GsoKind::TcpV4)
+    };
+    let pseudo = checksum::pseudo_header_v4(src, dst, protocol, transport_len);
     let partial = u16::try_from(checksum::fold(u64::from(pseudo))).unwrap_or(0xFFFF);
-    put_u16(frame, L4 + usize::from(TCP_CHECKSUM_OFFSET), partial);
+    put_u16(frame, L4 + usize::from(csum_offset), partial);
     Offload {
         needs_csum: true,
         csum_start: u16::try_from(L4).unwrap_or(0),
-        csum_offset: TCP_CHECKSUM_OFFSET,
-        gso: GsoKind::TcpV4,
+        csum_offset,
+        gso,
         gso_size: u16::try_from(held.gso_size).unwrap_or(u16::MAX),
         hdr_len: u16::try_from(held.headers_len).unwrap_or(0),
     }
 }
 
-/// Parses a TCP/IPv4 segment; `None` for anything else or anything malformed.
-fn parse(frame: &[u8]) -> Option<Segment> {
+/// Parses a TCP/IPv4 segment (or, when `udp`, a UDP/IPv4 datagram); `None` for anything
+/// else or anything malformed.
+fn parse(frame: &[u8], udp: bool) -> Option<Segment> {
     if frame.get(12..14)? != ETHERTYPE_IPV4 {
         return None;
     }
@@ -315,27 +381,48 @@ fn parse(frame: &[u8]) -> Option<Segment> {
     let total_len = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
     let fragment = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
     let len = ETHERNET_HEADER_LEN + total_len;
-    if *ip.get(9)? != IPPROTO_TCP || len > frame.len() {
+    let protocol = *ip.get(9)?;
+    if !(protocol == IPPROTO_TCP || (udp && protocol == IPPROTO_UDP)) || len > frame.len() {
         return None;
     }
     // Options or fragments: leave it alone (pass on unchanged).
-    let plain = version_ihl == 0x45 && fragment & 0x3fff == 0;
-    let data_offset = usize::from(frame.get(L4 + 12)? >> 4);
-    let headers_len = L4 + data_offset * 4;
-    if !plain || data_offset < 5 || headers_len > len {
+    if version_ihl != 0x45 || fragment & 0x3fff != 0 {
         return None;
     }
-    let tcp = frame.get(L4..len)?;
+    let transport = frame.get(L4..len)?;
     let key = FlowKey {
         src: ip.get(12..16)?.try_into().ok()?,
         dst: ip.get(16..20)?.try_into().ok()?,
-        ports: tcp.get(..4)?.try_into().ok()?,
+        protocol,
+        ports: transport.get(..4)?.try_into().ok()?,
     };
-    let seq = u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?);
-    let flags = *tcp.get(13)?;
+    if protocol == IPPROTO_UDP {
+        let headers_len = L4 + UDP_HEADER_LEN;
+        let udp_len = usize::from(u16::from_be_bytes(transport.get(4..6)?.try_into().ok()?));
+        if headers_len > len {
+            return None;
+        }
+        let candidate = len > headers_len && udp_len == transport.len();
+        let mergeable = candidate && checksums_valid(ip, transport, IPPROTO_UDP);
+        return Some(Segment {
+            key,
+            len,
+            headers_len,
+            seq: 0,
+            flags: 0,
+            mergeable,
+        });
+    }
+    let data_offset = usize::from(frame.get(L4 + 12)? >> 4);
+    let headers_len = L4 + data_offset * 4;
+    if data_offset < 5 || headers_len > len {
+        return None;
+    }
+    let seq = u32::from_be_bytes(transport.get(4..8)?.try_into().ok()?);
+    let flags = *transport.get(13)?;
     let payload = len - headers_len;
     let candidate = payload > 0 && flags & !TCP_FLAG_PSH == TCP_FLAG_ACK;
-    let mergeable = candidate && checksums_valid(ip, tcp);
+    let mergeable = candidate && checksums_valid(ip, transport, IPPROTO_TCP);
     Some(Segment {
         key,
         len,
@@ -346,16 +433,20 @@ fn parse(frame: &[u8]) -> Option<Segment> {
     })
 }
 
-/// The IPv4 header checksum and the TCP checksum both verify.
-fn checksums_valid(ip: &[u8], tcp: &[u8]) -> bool {
+/// The IPv4 header checksum and the TCP or UDP checksum both verify (a UDP checksum of
+/// zero says the sender computed none: nothing to verify).
+fn checksums_valid(ip: &[u8], transport: &[u8], protocol: u8) -> bool {
     if checksum::checksum(ip) != 0 {
         return false;
     }
-    let Ok(tcp_len) = u16::try_from(tcp.len()) else {
+    if protocol == IPPROTO_UDP && transport.get(6..8) == Some(&[0, 0][..]) {
+        return true;
+    }
+    let Ok(transport_len) = u16::try_from(transport.len()) else {
         return false;
     };
-    let pseudo = checksum::pseudo_header_v4(ipv4(ip, 12), ipv4(ip, 16), IPPROTO_TCP, tcp_len);
-    checksum::finish(checksum::combine(pseudo, checksum::sum(tcp))) == 0
+    let pseudo = checksum::pseudo_header_v4(ipv4(ip, 12), ipv4(ip, 16), protocol, transport_len);
+    checksum::finish(checksum::combine(pseudo, checksum::sum(transport))) == 0
 }
 
 fn ipv4(bytes: &[u8], at: usize) -> core::net::Ipv4Addr {
@@ -425,7 +516,7 @@ mod tests {
         segment_with(seq, payload, Opts::default())
     }
 
-    fn drained(coalescer: &mut TcpCoalescer) -> Vec<(u16, Offload, Vec<u8>)> {
+    fn drained(coalescer: &mut Coalescer) -> Vec<(u16, Offload, Vec<u8>)> {
         let mut out = Vec::new();
         coalescer.drain(|tag, offload, buf| out.push((tag, offload, buf[HEADROOM..].to_vec())));
         out
@@ -469,7 +560,7 @@ mod tests {
 
     #[test]
     fn in_order_segments_merge_into_one_super_frame() {
-        let mut coalescer = TcpCoalescer::new(4, HEADROOM);
+        let mut coalescer = Coalescer::new(4, HEADROOM);
         let mut seq = ISN;
         for _ in 0..3 {
             assert_eq!(
@@ -516,9 +607,166 @@ mod tests {
         assert_eq!(coalescer.held(), 0, "drain forgets");
     }
 
+    /// A UDP/IPv4 datagram 10.0.0.1:5000 → 10.0.0.2:53 with `payload` bytes, each
+    /// `(n + i) as u8`, and a correct checksum; `ttl` 64 unless given.
+    fn datagram_with(n: u8, payload: usize, ttl: u8) -> Vec<u8> {
+        let data: Vec<u8> = (0..payload)
+            .map(|i| n.wrapping_add(u8::try_from(i % 256).unwrap()))
+            .collect();
+        let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], ttl)
+            .udp(5000, 53);
+        let mut frame = Vec::new();
+        builder.write(&mut frame, &data).unwrap();
+        frame
+    }
+
+    fn datagram(n: u8, payload: usize) -> Vec<u8> {
+        datagram_with(n, payload, 64)
+    }
+
+    /// What the pod's kernel does with a UDP super-frame (cut at `gso_size`, each piece
+    /// with its own UDP length and checksum), done by this crate's own segmentation.
+    fn cut(frame: &[u8], offload: Offload) -> Vec<Vec<u8>> {
+        let stride = 42 + usize::from(offload.gso_size);
+        let mut out = vec![0u8; 128 * stride];
+        let mut lens = [0usize; 128];
+        let count = crate::gso::segment(frame, offload, &mut out, stride, &mut lens).unwrap();
+        (0..count)
+            .map(|i| out[i * stride..i * stride + lens[i]].to_vec())
+            .collect()
+    }
+
+    /// `original` as segmentation gives it back: IP ids numbered from the first (the
+    /// builder left them 0), the header checksum redone.
+    fn renumbered(original: &[u8], id: usize) -> Vec<u8> {
+        let mut expected = original.to_vec();
+        expected[18..20].copy_from_slice(&u16::try_from(id).unwrap().to_be_bytes());
+        expected[24..26].fill(0);
+        let c = checksum::checksum(&expected[14..34]);
+        expected[24..26].copy_from_slice(&c.to_be_bytes());
+        expected
+    }
+
+    #[test]
+    fn udp_datagrams_merge_and_cut_back_into_the_same_datagrams() {
+        let mut coalescer = Coalescer::new(4, HEADROOM);
+        let mut originals: Vec<Vec<u8>> = (0..5).map(|n| datagram(n, 100)).collect();
+        originals.push(datagram(9, 37)); // a shorter last one
+        for (i, original) in originals.iter().enumerate() {
+            let expected = if i == 0 { Push::Held } else { Push::Merged };
+            assert_eq!(
+                coalescer.push_with_udp(3, original),
+                expected,
+                "datagram {i}"
+            );
+        }
+        // A shorter datagram ends the frame: the next one starts another.
+        assert_eq!(coalescer.push_with_udp(3, &datagram(10, 100)), Push::Held);
+        let mut out = drained(&mut coalescer);
+        assert_eq!(out.len(), 2);
+        let (tag, offload, frame) = out.remove(0);
+        assert_eq!(tag, 3);
+        assert_eq!(
+            offload,
+            Offload {
+                needs_csum: true,
+                csum_start: 34,
+                csum_offset: 6,
+                gso: GsoKind::UdpL4,
+                gso_size: 100,
+                hdr_len: 42,
+            }
+        );
+        assert_eq!(frame.len(), 42 + 5 * 100 + 37);
+        // IPv4 total length and header checksum, and the UDP length, cover the whole.
+        assert_eq!(
+            usize::from(u16::from_be_bytes([frame[16], frame[17]])),
+            20 + 8 + 537
+        );
+        assert_eq!(checksum::checksum(&frame[14..34]), 0);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([frame[38], frame[39]])),
+            8 + 537
+        );
+        let pieces = cut(&frame, offload);
+        assert_eq!(pieces.len(), originals.len());
+        for (i, (piece, original)) in pieces.iter().zip(&originals).enumerate() {
+            assert_eq!(piece, &renumbered(original, i), "datagram {i}");
+        }
+        // The single datagram that started the second frame leaves as it came.
+        let (_, offload, frame) = out.remove(0);
+        assert_eq!(offload, Offload::NONE);
+        assert_eq!(frame, datagram(10, 100));
+    }
+
+    #[test]
+    fn udp_is_left_alone_unless_the_destination_takes_it() {
+        let mut coalescer = Coalescer::new(4, HEADROOM);
+        assert_eq!(coalescer.push(3, &datagram(0, 100)), Push::NotTaken);
+        assert_eq!(coalescer.push(3, &datagram(1, 100)), Push::NotTaken);
+        assert_eq!(coalescer.held(), 0);
+    }
+
+    #[test]
+    fn udp_datagrams_that_must_not_merge() {
+        let mut coalescer = Coalescer::new(8, HEADROOM);
+        // A corrupt datagram with nothing of its flow held: left to the caller.
+        let mut corrupt = datagram(0, 100);
+        corrupt[60] ^= 0xff;
+        assert_eq!(coalescer.push_with_udp(3, &corrupt), Push::NotTaken);
+        // Behind a held frame of its flow, it is held too (order), and ends that frame.
+        assert_eq!(coalescer.push_with_udp(3, &datagram(1, 100)), Push::Held);
+        assert_eq!(coalescer.push_with_udp(3, &corrupt), Push::Held);
+        assert_eq!(coalescer.push_with_udp(3, &datagram(2, 100)), Push::Held);
+        // Another TTL, a larger payload, another destination: a new frame each.
+        assert_eq!(
+            coalescer.push_with_udp(3, &datagram_with(3, 100, 63)),
+            Push::Held
+        );
+        assert_eq!(coalescer.push_with_udp(3, &datagram(4, 101)), Push::Held);
+        assert_eq!(coalescer.push_with_udp(4, &datagram(5, 101)), Push::Held);
+        // A UDP length that disagrees with the IP length: not mergeable.
+        let mut long = datagram(6, 101);
+        long[39] = long[39].wrapping_add(1);
+        assert_eq!(coalescer.push_with_udp(4, &long), Push::Held);
+        let out = drained(&mut coalescer);
+        assert_eq!(out.len(), 7);
+        assert!(out.iter().all(|(_, offload, _)| *offload == Offload::NONE));
+        assert_eq!(out[1].2, corrupt, "passed on unchanged, in order");
+        // A datagram without a checksum (zero, RFC 768) is taken as it is.
+        let mut unchecked = [datagram(7, 50), datagram(8, 50)];
+        for d in &mut unchecked {
+            d[40..42].fill(0);
+        }
+        assert_eq!(coalescer.push_with_udp(3, &unchecked[0]), Push::Held);
+        assert_eq!(coalescer.push_with_udp(3, &unchecked[1]), Push::Merged);
+    }
+
+    #[test]
+    fn a_udp_frame_holds_at_most_max_udp_datagrams() {
+        let mut coalescer = Coalescer::new(4, HEADROOM);
+        let count = usize::from(MAX_UDP_DATAGRAMS) + 6;
+        let originals: Vec<Vec<u8>> = (0..count)
+            .map(|n| datagram(u8::try_from(n % 256).unwrap(), 16))
+            .collect();
+        for original in &originals {
+            assert_ne!(coalescer.push_with_udp(1, original), Push::NotTaken);
+        }
+        let out = drained(&mut coalescer);
+        assert_eq!(out.len(), 2);
+        let mut pieces = cut(&out[0].2, out[0].1);
+        assert_eq!(pieces.len(), usize::from(MAX_UDP_DATAGRAMS));
+        pieces.extend(cut(&out[1].2, out[1].1));
+        for (i, piece) in pieces.iter().enumerate() {
+            let id = i % usize::from(MAX_UDP_DATAGRAMS);
+            assert_eq!(piece, &renumbered(&originals[i], id), "datagram {i}");
+        }
+    }
+
     #[test]
     fn merged_then_resegmented_gives_the_original_segments() {
-        let mut coalescer = TcpCoalescer::new(4, HEADROOM);
+        let mut coalescer = Coalescer::new(4, HEADROOM);
         let originals: Vec<Vec<u8>> = (0..5).map(|i| segment(ISN + i * 1000, MSS)).collect();
         for original in &originals {
             coalescer.push(1, original);
@@ -541,7 +789,7 @@ mod tests {
 
     #[test]
     fn a_single_segment_leaves_unchanged() {
-        let mut coalescer = TcpCoalescer::new(4, HEADROOM);
+        let mut coalescer = Coalescer::new(4, HEADROOM);
         let one = segment(ISN, MSS);
         assert_eq!(coalescer.push(3, &one), Push::Held);
         let out = drained(&mut coalescer);
@@ -550,7 +798,7 @@ mod tests {
 
     #[test]
     fn a_gap_in_sequence_starts_a_new_frame_in_order() {
-        let mut coalescer = TcpCoalescer::new(4, HEADROOM);
+        let mut coalescer = Coalescer::new(4, HEADROOM);
         coalescer.push(1, &segment(ISN, MSS));
         coalescer.push(1, &segment(ISN + 2000, MSS)); // one segment lost
         coalescer.push(1, &segment(ISN + 3000, MSS));
@@ -611,7 +859,7 @@ mod tests {
             ("pure ACK", segment(ISN + 1000, 0)),
         ];
         for (what, second) in cases {
-            let mut coalescer = TcpCoalescer::new(4, HEADROOM);
+            let mut coalescer = Coalescer::new(4, HEADROOM);
             assert_eq!(coalescer.push(1, &segment(ISN, MSS)), Push::Held);
             assert_eq!(
                 coalescer.push(1, &second),
@@ -632,7 +880,7 @@ mod tests {
 
     #[test]
     fn a_short_segment_ends_the_frame() {
-        let mut coalescer = TcpCoalescer::new(4, HEADROOM);
+        let mut coalescer = Coalescer::new(4, HEADROOM);
         coalescer.push(1, &segment(ISN, MSS));
         assert_eq!(coalescer.push(1, &segment(ISN + 1000, 10)), Push::Merged);
         assert_eq!(coalescer.push(1, &segment(ISN + 1010, MSS)), Push::Held);
@@ -641,7 +889,7 @@ mod tests {
 
     #[test]
     fn what_is_not_mergeable_tcp_is_left_to_the_caller() {
-        let mut coalescer = TcpCoalescer::new(4, HEADROOM);
+        let mut coalescer = Coalescer::new(4, HEADROOM);
         assert_eq!(
             coalescer.push(1, &segment(ISN, 0)),
             Push::NotTaken,
@@ -663,7 +911,7 @@ mod tests {
 
     #[test]
     fn corrupt_segments_are_never_merged() {
-        let mut coalescer = TcpCoalescer::new(4, HEADROOM);
+        let mut coalescer = Coalescer::new(4, HEADROOM);
         let mut bad = segment(ISN, MSS);
         bad[500] ^= 0x40; // payload bit flip: TCP checksum fails
         assert_eq!(coalescer.push(1, &bad), Push::NotTaken);
@@ -677,7 +925,7 @@ mod tests {
 
     #[test]
     fn frames_stop_at_64_kib() {
-        let mut coalescer = TcpCoalescer::new(8, HEADROOM);
+        let mut coalescer = Coalescer::new(8, HEADROOM);
         for i in 0..100u32 {
             assert_ne!(
                 coalescer.push(1, &segment(ISN.wrapping_add(i * 1448), 1448)),
@@ -701,7 +949,7 @@ mod tests {
 
     #[test]
     fn flows_and_destinations_are_kept_apart() {
-        let mut coalescer = TcpCoalescer::new(3, HEADROOM);
+        let mut coalescer = Coalescer::new(3, HEADROOM);
         let other = Opts {
             sport: 40001,
             ..Opts::default()

@@ -29,7 +29,7 @@ pub mod vxlan;
 
 pub use encap::{decapsulate, encapsulate, DecapError, EncapError, OuterHeaders};
 pub use flow_hash::source_port;
-pub use gro::{Push, TcpCoalescer};
+pub use gro::{Coalescer, Push};
 pub use gso::{segment, segment_len, GsoError, GsoKind, Offload};
 pub use underlay::{
     AfxdpError, AfxdpMode, AfxdpUnderlay, Received, SendReport, UdpOffloads, UdpUnderlay, Underlay,

@@ -41,7 +41,7 @@ use crate::wire::virtio_net::{VirtioNetHdr, VIRTIO_NET_HDR_GSO_ECN, VIRTIO_NET_H
 
 use super::overlay_port::{coalesced_header, OverlayPort, RX_BLOCKS, RX_SLOT};
 use super::underlay::NodeUnderlay;
-use overlay::{Push, Received, TcpCoalescer};
+use overlay::{Coalescer, Push, Received};
 
 /// The switch port id of the overlay (every remote VTEP is behind it). Its poll token is
 /// the same number.
@@ -210,7 +210,7 @@ struct Datapath {
     rx: Vec<u8>,
     blocks: [Received; RX_BLOCKS],
     /// Merges the TCP segments of one receive batch into super-frames.
-    coalescer: TcpCoalescer,
+    coalescer: Coalescer,
 }
 
 impl Datapath {
@@ -228,7 +228,7 @@ impl Datapath {
             reply: vec![0; REPLY_BUF],
             rx: vec![0; RX_SLOT * RX_BLOCKS],
             blocks: [Received::EMPTY; RX_BLOCKS],
-            coalescer: TcpCoalescer::new(COALESCE_FRAMES, VNET_HDR_LEN),
+            coalescer: Coalescer::new(COALESCE_FRAMES, VNET_HDR_LEN),
         }
     }
 
@@ -443,7 +443,8 @@ impl Datapath {
 
     /// Reads one batch from the underlay (up to [`RX_BLOCKS`] blocks of datagrams, one
     /// system call), forwards every datagram, and writes the TCP segments bound for a
-    /// local port coalesced into as few super-frames as they allow.
+    /// local port coalesced into as few super-frames as they allow (and the UDP
+    /// datagrams, for a TAP that takes UDP super-frames).
     fn serve_overlay(&mut self) -> Served {
         let Datapath {
             switch,
@@ -482,10 +483,22 @@ impl Datapath {
                 };
                 match switch.decide_from_vtep(now, OVERLAY_PORT, block.src, inner, reply_body) {
                     Verdict::Unicast(Location::Port(egress)) => {
-                        let mut pushed = coalescer.push(egress, inner);
+                        // UDP datagrams are merged only for a TAP that takes USO frames.
+                        let uso = matches!(
+                            ports.get(usize::from(egress)),
+                            Some(Some(port)) if port.tap.offloads().uso
+                        );
+                        let push = |coalescer: &mut Coalescer| {
+                            if uso {
+                                coalescer.push_with_udp(egress, inner)
+                            } else {
+                                coalescer.push(egress, inner)
+                            }
+                        };
+                        let mut pushed = push(coalescer);
                         if pushed == Push::Full {
                             flush_coalesced(coalescer, ports);
-                            pushed = coalescer.push(egress, inner);
+                            pushed = push(coalescer);
                         }
                         if matches!(pushed, Push::NotTaken | Push::Full) {
                             send_plain(ports, frame, egress, inner);
@@ -606,7 +619,7 @@ fn is_gso(frame: &[u8]) -> bool {
 
 /// Writes every frame the coalescer holds to its port, behind the virtio-net header
 /// its offload asks for.
-fn flush_coalesced(coalescer: &mut TcpCoalescer, ports: &[Option<Port>]) {
+fn flush_coalesced(coalescer: &mut Coalescer, ports: &[Option<Port>]) {
     coalescer.drain(|egress, offload, buf| {
         let Some(header) = buf.get_mut(..VNET_HDR_LEN) else {
             return;

@@ -63,8 +63,8 @@ pub const RX_SLOT: usize = overlay::underlay::GRO_SLOT;
 pub const RX_BLOCKS: usize = 16;
 
 /// The virtio-net header of a frame the receive coalescer built
-/// ([`overlay::TcpCoalescer`]): a TCPv4 super-frame with a partial checksum, or a plain
-/// frame.
+/// ([`overlay::Coalescer`]): a TCPv4 or UDP (USO) super-frame with a partial checksum,
+/// or a plain frame.
 pub fn coalesced_header(offload: Offload) -> VirtioNetRepr {
     if offload == Offload::NONE {
         return VirtioNetRepr::PLAIN;

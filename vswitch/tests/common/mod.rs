@@ -19,7 +19,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use overlay::{MemoryMesh, MemoryUnderlay, Push, Received, TcpCoalescer};
+use overlay::{Coalescer, MemoryMesh, MemoryUnderlay, Push, Received};
 use vswitch::daemon::control_plane::HOST_PORT;
 use vswitch::daemon::datapath::{COALESCE_FRAMES, OVERLAY_PORT};
 use vswitch::daemon::overlay_port::{coalesced_header, OverlayPort, RX_BLOCKS, RX_SLOT};
@@ -85,7 +85,7 @@ pub struct Node {
     reply: Vec<u8>,
     rx: Vec<u8>,
     blocks: [Received; RX_BLOCKS],
-    coalescer: TcpCoalescer,
+    coalescer: Coalescer,
 }
 
 /// `N` nodes numbered from 1 on one fresh mesh, each with every other as a peer, all
@@ -158,7 +158,7 @@ impl Node {
             reply: vec![0; REPLY_BUF],
             rx: vec![0; RX_SLOT * RX_BLOCKS],
             blocks: [Received::EMPTY; RX_BLOCKS],
-            coalescer: TcpCoalescer::new(COALESCE_FRAMES, VNET),
+            coalescer: Coalescer::new(COALESCE_FRAMES, VNET),
         };
         let host_config = PortConfig {
             kind: PortKind::Host,
