@@ -65,40 +65,50 @@ pub fn packet_flow(ip: &[u8]) -> Option<PacketFlow> {
 
 /// [`packet_flow`] of the IPv4 packet in `frame`, which [`classify`] read as `info`:
 /// for a TCP, UDP or SCTP first fragment the flow is built from what `classify` read
-/// (the switch parses each frame once); anything else (ICMP, whose errors quote another
-/// flow; later fragments; other protocols) goes to [`packet_flow`]. The two agree on
-/// every frame `classify` accepts (tested below).
+/// (addresses, protocol, ports), plus a TCP segment's flags read here, so the switch
+/// parses each such frame once; anything else (ICMP, whose errors quote another flow;
+/// later fragments; other protocols) goes to [`packet_flow`]. The two agree on every
+/// frame `classify` accepts (tested below).
 ///
 /// [`classify`]: crate::wire::classify
 #[inline]
 pub fn classified_flow(info: &FrameInfo, frame: &[u8]) -> Option<PacketFlow> {
-    match info.l3 {
-        L3Info::Ipv4 {
-            src,
-            dst,
-            protocol,
-            l4: Some(ports),
-        } => {
-            let tcp_flags = match (protocol, ports.tcp_flags) {
-                // A TCP header cut before its flags: too short to say.
-                (proto::TCP, None) => return None,
-                (_, flags) => flags.unwrap_or(0),
-            };
-            let flow = Flow {
-                src,
-                dst,
-                src_port: ports.src,
-                dst_port: ports.dst,
-                protocol,
-                tcp_flags,
-            };
-            Some(PacketFlow {
-                flow,
-                error_about: None,
-            })
+    let L3Info::Ipv4 {
+        src,
+        dst,
+        protocol,
+        l4: Some(ports),
+    } = info.l3
+    else {
+        return packet_flow(frame.get(info.l3_offset..).unwrap_or_default());
+    };
+    let tcp_flags = if protocol == proto::TCP {
+        // Byte 13 of the TCP header, within the packet's total length (`classify`
+        // checked IHL and total length against the frame): a header cut before it is
+        // too short to say.
+        let ip = frame.get(info.l3_offset..)?;
+        let header_len = usize::from(*ip.first()? & 0x0f) * 4;
+        let total_len = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
+        let at = header_len + 13;
+        if at >= total_len {
+            return None;
         }
-        _ => packet_flow(frame.get(info.l3_offset..).unwrap_or_default()),
-    }
+        *ip.get(at)?
+    } else {
+        0
+    };
+    let flow = Flow {
+        src,
+        dst,
+        src_port: ports.src,
+        dst_port: ports.dst,
+        protocol,
+        tcp_flags,
+    };
+    Some(PacketFlow {
+        flow,
+        error_about: None,
+    })
 }
 
 /// The flow of the packet an ICMP error quotes (its IP header and 8 more bytes).

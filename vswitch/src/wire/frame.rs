@@ -76,16 +76,13 @@ pub enum FrameError {
     NotEthernetII,
 }
 
-/// Source and destination ports of a TCP, UDP or SCTP packet, and a TCP segment's flags.
+/// Source and destination ports of a TCP, UDP or SCTP packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct L4Ports {
     /// Source port.
     pub src: u16,
     /// Destination port.
     pub dst: u16,
-    /// The flags byte of a TCP header (byte 13); `None` for UDP and SCTP, and for a TCP
-    /// header cut off before it (connection tracking cannot judge such a segment).
-    pub tcp_flags: Option<u8>,
 }
 
 /// An Ethernet/IPv4 ARP packet.
@@ -241,19 +238,14 @@ fn classify_ipv4(payload: &[u8]) -> Result<L3Info, FrameError> {
     let l4 = if header.fragments_offset().value() == 0
         && matches!(protocol, IpNumber::TCP | IpNumber::UDP | IpNumber::SCTP)
     {
-        let transport = payload
+        let ports = payload
             .get(header_len..total_len)
+            .and_then(|l4| l4.get(..4))
             .ok_or(FrameError::Truncated)?;
-        let ports = transport.get(..4).ok_or(FrameError::Truncated)?;
         let [s0, s1, d0, d1] = <[u8; 4]>::try_from(ports).map_err(|_| FrameError::Truncated)?;
-        let tcp_flags = match protocol {
-            IpNumber::TCP => transport.get(13).copied(),
-            _ => None,
-        };
         Some(L4Ports {
             src: u16::from_be_bytes([s0, s1]),
             dst: u16::from_be_bytes([d0, d1]),
-            tcp_flags,
         })
     } else {
         None
@@ -356,11 +348,7 @@ mod tests {
                 src: Ipv4Addr::new(10, 244, 1, 5),
                 dst: Ipv4Addr::new(10, 244, 1, 6),
                 protocol: 17,
-                l4: Some(L4Ports {
-                    src: 5353,
-                    dst: 53,
-                    tcp_flags: None
-                }),
+                l4: Some(L4Ports { src: 5353, dst: 53 }),
             }
         );
         // Exactly the IP packet, no padding, is fine too.
@@ -398,7 +386,6 @@ mod tests {
             6,
         ]);
         frame[34..38].copy_from_slice(&[0x9c, 0x40, 0x1f, 0x90]); // 40000 -> 8080
-        frame[34 + 13] = 0x18; // PSH ACK
         let info = classify(&frame).unwrap();
         assert!(matches!(
             info.l3,
@@ -406,26 +393,10 @@ mod tests {
                 protocol: 6,
                 l4: Some(L4Ports {
                     src: 40000,
-                    dst: 8080,
-                    tcp_flags: Some(0x18)
+                    dst: 8080
                 }),
                 ..
             }
-        ));
-        // A TCP header cut after its ports (total length 30: ten TCP bytes): the ports
-        // are read, the flags are not there to read.
-        let mut cut = frame[..14 + 30].to_vec();
-        cut[16..18].copy_from_slice(&30u16.to_be_bytes());
-        assert!(matches!(
-            classify(&cut).map(|info| info.l3),
-            Ok(L3Info::Ipv4 {
-                l4: Some(L4Ports {
-                    src: 40000,
-                    tcp_flags: None,
-                    ..
-                }),
-                ..
-            })
         ));
         // One byte short of the announced total length is rejected.
         assert_eq!(
