@@ -2,16 +2,15 @@
 //! address it saw, to prove traffic is not NATed on the way.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
 
 use crate::cmd::run_timeout;
 use crate::env::next_id;
 use crate::netns::Netns;
+use crate::python::spawn_python;
 
 /// How long each step may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,15 +38,6 @@ for _ in range(20):
     time.sleep(0.05)
 ";
 
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Sends UDP datagrams from `client` to `server_ip` (an address in `server`) and returns
 /// the source address the server saw on the first one.
 ///
@@ -59,26 +49,9 @@ pub fn udp_source_seen(
     client: &Netns,
 ) -> Result<Ipv4Addr, String> {
     let port = (40_000 + next_id() % 20_000).to_string();
-    let mut cmd = server.command("python3");
-    cmd.args(["-c", SERVER, &port])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd
-        .spawn()
+    let receiver = spawn_python(server, SERVER, &[&port], Stdio::null(), Stdio::null())
         .map_err(|e| format!("cannot start the UDP server: {e}"))?;
-    let stdout = child.stdout.take();
-    let _server = Reaped(child);
-    let (tx, lines) = mpsc::channel();
-    thread::spawn(move || {
-        if let Some(out) = stdout {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        }
-    });
+    let lines = &receiver.lines;
     match lines.recv_timeout(STEP_TIMEOUT) {
         Ok(line) if line == "ready" => {}
         other => {

@@ -56,6 +56,7 @@ mod net;
 mod netns;
 mod pod;
 mod probe;
+mod python;
 #[allow(unsafe_code)]
 mod sys;
 mod tempdir;

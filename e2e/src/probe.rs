@@ -10,14 +10,14 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::{Child, ChildStdin, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread;
+use std::process::{ChildStdin, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use crate::netns::Netns;
+use crate::python::{spawn_python, Reaped};
 
 /// How long a server or prober may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -234,46 +234,17 @@ impl fmt::Display for Probe {
     }
 }
 
-/// A process killed when the guard goes.
-#[derive(Debug)]
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Spawns `python3 -c script args…` in `netns` with stdin, stdout piped; returns the
+/// Spawns `python3 -c script args…` in `netns` with stdin and stdout piped; returns the
 /// guard, its stdin and a channel of its stdout lines.
-fn spawn_python(
+fn spawn_piped(
     netns: &Netns,
     script: &str,
     args: &[&str],
 ) -> (Reaped, ChildStdin, Receiver<String>) {
-    let mut cmd = netns.command("python3");
-    cmd.arg("-c")
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cmd
-        .spawn()
+    let server = spawn_python(netns, script, args, Stdio::piped(), Stdio::inherit())
         .unwrap_or_else(|e| panic!("cannot start python3 in {}: {e}", netns.name()));
-    let stdin = child.stdin.take().expect("piped stdin");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let guard = Reaped(child);
-    let (tx, lines) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (guard, stdin, lines)
+    let stdin = server.stdin.expect("piped stdin");
+    (server.process, stdin, server.lines)
 }
 
 /// A server answering on TCP and UDP ports in one namespace, until dropped.
@@ -300,7 +271,7 @@ impl PortServer {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let (process, stdin, lines) = spawn_python(netns, SERVER, &[&list(tcp), &list(udp)]);
+        let (process, stdin, lines) = spawn_piped(netns, SERVER, &[&list(tcp), &list(udp)]);
         match lines.recv_timeout(START_TIMEOUT) {
             Ok(line) if line == "ready" => {}
             other => panic!(
@@ -347,7 +318,7 @@ impl Prober {
     /// # Panics
     /// When python3 cannot be started there.
     pub fn new(netns: &Netns) -> Prober {
-        let (process, stdin, lines) = spawn_python(netns, PROBER, &[]);
+        let (process, stdin, lines) = spawn_piped(netns, PROBER, &[]);
         Prober {
             process,
             stdin,
@@ -365,7 +336,7 @@ impl Prober {
         match self.lines.recv_timeout(timeout + SLACK) {
             Ok(line) => Probe::parse(&line),
             Err(RecvTimeoutError::Timeout) => {
-                let _ = self.process.0.kill();
+                self.process.kill();
                 Probe::Failed(format!(
                     "the prober in {} did not answer `{command}` in {:?}",
                     self.netns,

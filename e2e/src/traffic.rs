@@ -4,14 +4,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::cmd::run_timeout;
 use crate::env::next_id;
 use crate::netns::Netns;
+use crate::python::{spawn_python, PythonServer};
 
 /// How long one `ping` run may take (2 probes, 1 s wait each).
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -136,16 +136,6 @@ pub struct TcpReport {
     pub elapsed: Duration,
 }
 
-/// A process killed when the guard goes.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Sends `bytes` random bytes over TCP from `client` to a server in `server` listening on
 /// `server_ip`, and checks that exactly those bytes arrived (count and SHA-256).
 ///
@@ -159,27 +149,13 @@ pub fn tcp_transfer(
     bytes: usize,
 ) -> Result<TcpReport, String> {
     let port = (20_000 + next_id() % 20_000).to_string();
-    let mut cmd = server.command("python3");
-    cmd.args(["-c", SERVER, &port])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
+    let PythonServer {
+        process: server_proc,
+        stderr,
+        lines,
+        ..
+    } = spawn_python(server, SERVER, &[&port], Stdio::null(), Stdio::piped())
         .map_err(|e| format!("cannot start the TCP server: {e}"))?;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let server_proc = Reaped(child);
-    let (tx, lines) = mpsc::channel();
-    thread::spawn(move || {
-        if let Some(out) = stdout {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        }
-    });
     let server_stderr = move || {
         let mut text = String::new();
         if let Some(err) = stderr {

@@ -4,16 +4,14 @@
 //! super-frames and lets the receiving kernel cut them again must hand over unchanged.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::thread;
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::cmd::run_timeout;
 use crate::env::next_id;
 use crate::netns::Netns;
+use crate::python::spawn_python;
 
 /// How long each step may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,15 +84,6 @@ pub struct BurstReport {
     pub duplicates: usize,
 }
 
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Sends `count` UDP datagrams of `size` bytes (at least 4) from `client` to
 /// `server_ip` (an address in `server`), 32 to a UDP GSO send, and reports what
 /// arrived.
@@ -110,26 +99,15 @@ pub fn udp_burst(
 ) -> Result<BurstReport, String> {
     let port = (40_000 + next_id() % 20_000).to_string();
     let (count_arg, size_arg) = (count.to_string(), size.max(4).to_string());
-    let mut cmd = server.command("python3");
-    cmd.args(["-c", SERVER, &port, &count_arg, &size_arg])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the UDP receiver: {e}"))?;
-    let stdout = child.stdout.take();
-    let _server = Reaped(child);
-    let (tx, lines) = mpsc::channel();
-    thread::spawn(move || {
-        if let Some(out) = stdout {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        }
-    });
+    let receiver = spawn_python(
+        server,
+        SERVER,
+        &[&port, &count_arg, &size_arg],
+        Stdio::null(),
+        Stdio::null(),
+    )
+    .map_err(|e| format!("cannot start the UDP receiver: {e}"))?;
+    let lines = &receiver.lines;
     match lines.recv_timeout(STEP_TIMEOUT) {
         Ok(line) if line == "ready" => {}
         other => return Err(format!("the UDP receiver did not start: {other:?}")),
