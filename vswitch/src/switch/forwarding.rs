@@ -169,12 +169,7 @@ impl Switch {
         if config.enforces_security() && config.mac.is_unicast() {
             // A table full of pinned entries cannot take this one; the port still works,
             // it just is not protected from MAC theft.
-            if self.macs.pin(config.mac, Location::Port(id)) {
-                let slot = self.macs.slot_of(config.mac);
-                if let Some(port) = self.ports.get_mut(id) {
-                    port.mac_slot = slot;
-                }
-            }
+            let _pinned = self.macs.pin(config.mac, Location::Port(id));
         }
     }
 

@@ -301,9 +301,10 @@ impl MacTable {
         learned
     }
 
-    /// The slot holding `mac`'s entry, as a hint for [`MacTable::learn_hinted`];
-    /// `usize::MAX` (a hint that never matches) when `mac` has none.
-    pub fn slot_of(&self, mac: MacAddr) -> usize {
+    /// The slot holding `mac`'s entry; `NIL` (a hint that never matches) when `mac` has
+    /// none.
+    #[cfg(test)]
+    fn slot_of(&self, mac: MacAddr) -> usize {
         self.index.get(&mac).copied().unwrap_or(NIL)
     }
 

@@ -88,6 +88,6 @@ pub(super) struct Port {
     /// The port's flood rate limiter.
     pub(super) flood: super::flood_limit::FloodBucket,
     /// Where the MAC table held the source MAC of the port's last frame (a hint; see
-    /// `MacTable::learn_hinted`), or `usize::MAX`.
+    /// `MacTable::learn_hinted`), or `usize::MAX` before the first.
     pub(super) mac_slot: usize,
 }
