@@ -313,9 +313,7 @@ fn merge(held: &mut Held, headroom: usize, frame: &[u8], segment: &Segment) -> b
 /// TCP sequence number, checksum and PSH.
 fn same_headers(a: &[u8], b: &[u8]) -> bool {
     let same = |range: core::ops::Range<usize>| a.get(range.clone()) == b.get(range);
-    same(0..ETHERNET_HEADER_LEN + 2) // Ethernet; version, IHL, TOS
-        && same(ETHERNET_HEADER_LEN + 6..ETHERNET_HEADER_LEN + 10) // flags, TTL, protocol
-        && same(ETHERNET_HEADER_LEN + 12..L4 + 4) // addresses, ports
+    same_udp_headers(a, b)
         && same(L4 + 8..L4 + 13) // ack, data offset
         && a.get(L4 + 13).map(|f| f & !TCP_FLAG_PSH) == b.get(L4 + 13).map(|f| f & !TCP_FLAG_PSH)
         && same(L4 + 14..L4 + 16) // window
@@ -323,7 +321,8 @@ fn same_headers(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Whether two datagrams' headers agree in everything but IP length, id and checksum
-/// and UDP length and checksum.
+/// and UDP length and checksum: Ethernet, IP and ports, which TCP segments must share
+/// too.
 fn same_udp_headers(a: &[u8], b: &[u8]) -> bool {
     let same = |range: core::ops::Range<usize>| a.get(range.clone()) == b.get(range);
     same(0..ETHERNET_HEADER_LEN + 2) // Ethernet; version, IHL, TOS
